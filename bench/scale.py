@@ -10,14 +10,15 @@ After every power feed has polled once and a warm-up, it measures for ``--second
 
 * missed ticks: per feed, ticks between the first and last good poll of the window
   minus good polls in it (skips and errors are listed by kind as well);
-* tick jitter of the power polls within the window, exactly: status.json keeps a
-  cumulative per-feed histogram (1 ms buckets), and the difference of the two snapshots
-  gives every poll of the window; p50/p99 pooled over all gateways, and the worst single
-  gateway's p99 beside them (values are bucket upper bounds, so "p99 <= X ms");
+* tick jitter of the power polls within the window (how late each poll started after
+  it was due: its tick plus the gateway's phase, `supervisor.plan.stagger`), exactly:
+  status.json keeps a cumulative per-feed histogram (1 ms buckets), and the difference
+  of the two snapshots gives every poll of the window; p50/p99 pooled over all gateways,
+  and the worst single gateway's p99 beside them (bucket upper bounds: "p99 <= X ms");
 * poll duration from status.json (p50: median of the feeds' p50s; p99: the worst feed's
   p99; status keeps the last 1000 polls per feed, so short runs reach back to start-up);
-* poll-to-commit latency: commit time minus tick, per sink, from status.json
-  (`SinkStatus.commit_lag_*`, measured by each sink worker over its last 1000 batches:
+* poll-to-commit latency: commit time minus when the poll was due, per sink, from
+  status.json (`SinkStatus.commit_lag_*`, measured by each sink over its last 1000 batches:
   at small N that window too reaches back to start-up);
 * CPU seconds per gateway-hour of the supervisor's whole process tree (supervisor, fork
   server, resource tracker, workers: utime + stime from /proc/PID/stat), also by kind;

@@ -115,6 +115,7 @@ class PowerBatch:
     envoy: str  #: configured gateway name
     tick_ns: int  #: the aligned poll tick, UTC nanoseconds: the time of every point
     samples: tuple[PowerSample, ...]
+    phase_ns: int = 0  #: the poll was due this long after the tick (ticks are staggered)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,8 +123,9 @@ class InverterBatch:
     """Reports newer than the last seen, from one inverter poll of one gateway."""
 
     envoy: str
-    tick_ns: int  #: when the poll ran; each report carries its own time
+    tick_ns: int  #: the aligned poll tick; each report carries its own time
     reports: tuple[InverterReport, ...]
+    phase_ns: int = 0  #: the poll was due this long after the tick (ticks are staggered)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +203,7 @@ class PollReport:
     ok: bool
     error_kind: str = ""  #: GatewayError.kind when not ok, or "skipped" for a missed tick
     detail: str = ""  #: one-line error text (never a secret)
-    jitter_ms: float = 0.0  #: how late after its tick the poll started
+    jitter_ms: float = 0.0  #: how late the poll started after it was due (tick + phase)
     duration_ms: float = 0.0  #: how long the gateway took to answer
 
 

@@ -23,13 +23,15 @@ class InverterFeed:
         self._tags = tags
         self._last_report: dict[str, int] = {}  # serial -> report_s last forwarded
 
-    def poll(self, client: GatewayClient, info: GatewayInfo, tick_ns: int) -> InverterBatch | None:
+    def poll(
+        self, client: GatewayClient, info: GatewayInfo, tick_ns: int, phase_ns: int
+    ) -> InverterBatch | None:
         fresh = []
         for report in client.fetch(INVERTERS, parse_inverters):
             if report.report_s > self._last_report.get(report.serial, -1):
                 self._last_report[report.serial] = report.report_s
                 fresh.append(report._replace(tags=self._tags.get(report.serial, ())))
-        return InverterBatch(self._envoy, tick_ns, tuple(fresh)) if fresh else None
+        return InverterBatch(self._envoy, tick_ns, tuple(fresh), phase_ns) if fresh else None
 
 
 def run(settings: PollerSettings, mailbox: Mailbox) -> None:
@@ -38,9 +40,4 @@ def run(settings: PollerSettings, mailbox: Mailbox) -> None:
         gateway, pin_store=settings.state_dir / "pins", request_lock=request_lock_path(settings)
     )
     feed = InverterFeed(gateway.name, dict(gateway.inverter_tags))
-    # Inverter ticks fall halfway between power ticks (their time is never written:
-    # reports carry their own). On the power ticks every gateway's power poller already
-    # wakes at once; inverter polls there too doubled that burst and made each gateway's
-    # two pollers queue for it (bench.scale, N=25: worst tick jitter p99 109 ms).
-    offset_s = (gateway.power_interval_s / 2) % settings.interval_s
-    Poller(settings, mailbox, client, feed, offset_s=offset_s).run()
+    Poller(settings, mailbox, client, feed).run()

@@ -1,7 +1,10 @@
 """What the power and inverter pollers share: aligned ticks, one poll in flight, backoff.
 
 The main thread owns the tick schedule and the mailbox: ticks fall on wall-clock multiples
-of the interval, so every gateway's points share timestamps. Polls run on one poll thread,
+of the interval, so every gateway's points share timestamps. Each poll is due a fixed
+phase after its tick (`PollerSettings.phase_s`, spread across the site's gateways by
+`supervisor.plan.stagger`), so a site's pollers do not all wake at the same instant; the
+batch keeps the tick as its time and carries the phase. Polls run on one poll thread,
 so a slow gateway (3-11 s answers are normal) never delays the schedule: a tick that comes
 while the previous poll still runs is skipped and reported, never queued (queueing would
 overload the gateway). The main thread also watches the poll thread: a poll stuck far
@@ -53,12 +56,18 @@ class PollerSettings:
     feed: str  #: "power" or "inverters"
     interval_s: float
     state_dir: Path
+    phase_s: float  #: each poll is due this long after its tick, 0 <= phase_s < interval_s
 
 
 class Feed(Protocol):
-    """One kind of poll: what to fetch and how to turn it into a batch."""
+    """One kind of poll: what to fetch and how to turn it into a batch.
 
-    def poll(self, client: GatewayClient, info: GatewayInfo, tick_ns: int) -> Batch | None: ...
+    ``tick_ns`` is the batch's time; the batch carries ``phase_ns`` beside it.
+    """
+
+    def poll(
+        self, client: GatewayClient, info: GatewayInfo, tick_ns: int, phase_ns: int
+    ) -> Batch | None: ...
 
 
 def request_lock_path(settings: PollerSettings) -> Path:
@@ -66,9 +75,10 @@ def request_lock_path(settings: PollerSettings) -> Path:
     return settings.state_dir / "locks" / f"{settings.gateway.name}.lock"
 
 
-def next_tick(now_s: float, interval_s: float, offset_s: float = 0.0) -> float:
-    """The first wall-clock multiple of the interval (plus ``offset_s``) after ``now_s``."""
-    return (math.floor((now_s - offset_s) / interval_s) + 1) * interval_s + offset_s
+def next_tick(now_s: float, interval_s: float, phase_s: float = 0.0) -> float:
+    """The first wall-clock multiple of the interval whose poll, ``phase_s`` later, is due
+    after ``now_s``."""
+    return (math.floor((now_s - phase_s) / interval_s) + 1) * interval_s
 
 
 def backoff_s(interval_s: float, failures: int) -> float:
@@ -88,7 +98,6 @@ class Poller:
         client: GatewayClient,
         feed: Feed,
         clock: Callable[[], float] = time.time,
-        offset_s: float = 0.0,
     ) -> None:
         self.settings = settings
         self.envoy = settings.gateway.name
@@ -96,7 +105,8 @@ class Poller:
         self._client = client
         self._feed = feed
         self._clock = clock
-        self._offset_s = offset_s  # ticks fall this long after the interval's multiples
+        self._phase_s = settings.phase_s
+        self._phase_ns = round(settings.phase_s * 1e9)
         self._log = structlog.get_logger().bind(worker=mailbox.worker, envoy=self.envoy)
         self._ticks: queue.SimpleQueue[int | None] = queue.SimpleQueue()
         self._busy_since: float | None = None  # set while the poll thread works on a tick
@@ -119,10 +129,10 @@ class Poller:
     # --- main thread ---------------------------------------------------------------
 
     def _tick_loop(self) -> None:
-        interval = self.settings.interval_s
-        tick = next_tick(self._clock(), interval, self._offset_s)
+        interval, phase = self.settings.interval_s, self._phase_s
+        tick = next_tick(self._clock(), interval, phase)
         while True:
-            for message in self._mailbox.receive(timeout=tick - self._clock()):
+            for message in self._mailbox.receive(timeout=tick + phase - self._clock()):
                 if isinstance(message, Stop):
                     return
                 if isinstance(message, TokenIssued):
@@ -132,10 +142,10 @@ class Poller:
                     self._log.warning("unexpected message", type=type(message).__name__)
             self._check_wedged()
             now = self._clock()
-            if now < tick:
+            if now < tick + phase:
                 continue
             self._on_tick(int(tick * 1e9), now)
-            tick = next_tick(now, interval, self._offset_s)
+            tick = next_tick(now, interval, phase)
 
     def _on_tick(self, tick_ns: int, now: float) -> None:
         if self._busy_since is not None:
@@ -168,7 +178,7 @@ class Poller:
 
     def _poll(self, tick_ns: int) -> None:
         started = self._clock()
-        self._timing = ((started - tick_ns / 1e9) * 1e3, 0.0)
+        self._timing = ((started - tick_ns / 1e9 - self._phase_s) * 1e3, 0.0)
         try:
             if self._info is None:
                 self._identify()
@@ -181,7 +191,7 @@ class Poller:
                     detail="waiting for a token from the token worker",
                 )
                 return
-            batch = self._feed.poll(self._client, self._info, tick_ns)
+            batch = self._feed.poll(self._client, self._info, tick_ns, self._phase_ns)
         except GatewayError as exc:
             self._on_failure(tick_ns, exc)
             return

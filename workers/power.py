@@ -40,7 +40,9 @@ class PowerFeed:
         self._meters: tuple[MeterInfo, ...] | None = None  # None: not asked yet
         self._notes_logged: set[str] = set()
 
-    def poll(self, client: GatewayClient, info: GatewayInfo, tick_ns: int) -> PowerBatch:
+    def poll(
+        self, client: GatewayClient, info: GatewayInfo, tick_ns: int, phase_ns: int
+    ) -> PowerBatch:
         if self._html_answers and tick_ns < self._retry_production_ns:
             samples = client.fetch(SUMMARY, parse_summary)
         else:
@@ -58,7 +60,7 @@ class PowerFeed:
                         firmware=info.software,
                         retry_s=retry_s,
                     )
-                return self.poll(client, info, tick_ns)
+                return self.poll(client, info, tick_ns, phase_ns)
             if self._html_answers:
                 self._log.info("production.json is JSON again: per-phase readings are back")
                 self._html_answers = 0
@@ -69,7 +71,7 @@ class PowerFeed:
             samples = parsed.samples
             if info.metered:
                 samples = self._with_meter_counters(client, samples)
-        return PowerBatch(self._envoy, tick_ns, samples)
+        return PowerBatch(self._envoy, tick_ns, samples, phase_ns)
 
     def _with_meter_counters(
         self, client: GatewayClient, samples: tuple[PowerSample, ...]

@@ -90,7 +90,7 @@ def open_backend(settings: SinkSettings, log: structlog.typing.FilteringBoundLog
 
 
 class CommitLag:
-    """How stale data is when it becomes durable: commit time minus the poll's tick.
+    """How stale data is when it becomes durable: commit time minus when the poll was due.
 
     Measured here rather than in each backend because `Backend.accept` returning is the
     commit for every kind of sink. Reported in `SinkStatus` (p50/p99 over LAG_WINDOW).
@@ -104,7 +104,7 @@ class CommitLag:
         now_ns = self._clock_ns()
         for batch in batches:
             if isinstance(batch, PowerBatch | InverterBatch):
-                self._lags_ms.append((now_ns - batch.tick_ns) / 1e6)
+                self._lags_ms.append((now_ns - batch.tick_ns - batch.phase_ns) / 1e6)
 
     def stamp(self, status: SinkStatus) -> SinkStatus:
         lag = percentiles(self._lags_ms)

@@ -32,3 +32,11 @@ def test_commit_lag_forgets_batches_beyond_its_window() -> None:
     now[0] = TICK_NS + 1_000_000
     lag.committed([PowerBatch("garage", TICK_NS, ())] * LAG_WINDOW)
     assert lag.stamp(SinkStatus()).commit_lag_p99_ms == 1.0
+
+
+def test_commit_lag_counts_from_when_a_staggered_poll_was_due() -> None:
+    # the poll was due 600 ms after its tick; committed 10 ms later it is 10 ms stale
+    lag = CommitLag(clock_ns=lambda: TICK_NS + 610_000_000)
+    lag.committed([PowerBatch("garage", TICK_NS, (), phase_ns=600_000_000)])
+    lag.committed([InverterBatch("garage", TICK_NS, (), phase_ns=600_000_000)])
+    assert lag.stamp(SinkStatus()).commit_lag_p99_ms == 10.0

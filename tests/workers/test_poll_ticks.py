@@ -1,4 +1,4 @@
-"""Poll ticks: wall-clock multiples of the interval, optionally shifted by an offset."""
+"""Poll ticks: wall-clock multiples of the interval; each poll is due a phase after its tick."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ def test_ticks_fall_on_multiples_of_the_interval() -> None:
     assert next_tick(125.0, 10.0) == 130.0
 
 
-def test_inverter_ticks_can_fall_halfway_between_power_ticks() -> None:
-    assert next_tick(120.2, 10.0, 0.5) == 120.5
-    assert next_tick(120.5, 10.0, 0.5) == 130.5
-    assert next_tick(129.9, 10.0, 0.5) == 130.5
+def test_a_phased_poll_keeps_the_tick_it_is_due_after() -> None:
+    # due at 120.5: the tick is 120 until then, 130 once that poll is due
+    assert next_tick(120.2, 10.0, 0.5) == 120.0
+    assert next_tick(120.5, 10.0, 0.5) == 130.0
+    assert next_tick(129.9, 10.0, 0.5) == 130.0
 
 
 @settings(max_examples=200, deadline=None)
@@ -26,11 +27,11 @@ def test_inverter_ticks_can_fall_halfway_between_power_ticks() -> None:
     interval=st.sampled_from([0.5, 1.0, 2.0, 5.0, 10.0, 60.0]),
     fraction=st.floats(0, 0.99),
 )
-def test_the_next_tick_is_the_first_shifted_multiple_after_now(
+def test_the_next_tick_is_the_first_multiple_whose_poll_is_due_after_now(
     now: float, interval: float, fraction: float
 ) -> None:
-    offset = fraction * interval
-    tick = next_tick(now, interval, offset)
-    assert now < tick <= now + interval + 1e-6 * max(now, 1)
-    periods = (tick - offset) / interval
+    phase = fraction * interval
+    tick = next_tick(now, interval, phase)
+    assert now < tick + phase <= now + interval + 1e-6 * max(now, 1)
+    periods = tick / interval
     assert abs(periods - round(periods)) < 1e-6 * max(periods, 1)
