@@ -20,6 +20,11 @@ After every power feed has polled once and a warm-up, it measures for ``--second
 * poll-to-commit latency: commit time minus when the poll was due, per sink, from
   status.json (`SinkStatus.commit_lag_*`, measured by each sink over its last 1000 batches:
   at small N that window too reaches back to start-up);
+* the machine's own wake-up lateness over the same window, as a baseline: a probe
+  process that does nothing but sleep to each 1/25 s boundary (``wake_probe_ms``, same
+  1 ms buckets), and the CPU time stolen by the hypervisor (``cpu_steal_percent`` of one
+  CPU, from /proc/stat). On a shared VM steal delays every wake-up, ours and the
+  probe's alike; ``jitter_p99_vs_probe`` is what our pollers add beyond it;
 * CPU seconds per gateway-hour of the supervisor's whole process tree (supervisor, fork
   server, resource tracker, workers: utime + stime from /proc/PID/stat), also by kind;
 * unique memory (USS, `bench.supervise.uss_kib`) of the tree, of the pollers per gateway,
@@ -103,6 +108,52 @@ def start_simulators(envoys: int, per: int) -> tuple[list[Any], list[Connection]
             raise SystemExit("bench: the simulated gateways did not start within 120 s")
         groups.append(pipe.recv())
     return processes, pipes, groups
+
+
+# --- the machine's baseline -------------------------------------------------------------
+
+PROBE_HZ = 25  #: the probe's wake-ups per second, evenly spaced like staggered polls
+
+
+def wake_probe(seconds: float, conn: Connection) -> None:
+    """Process body: sleep to each 1/PROBE_HZ s boundary for ``seconds``, then send how
+    late (ms) each wake-up was."""
+    step = 1 / PROBE_HZ
+    due = (math.floor(time.time() / step) + 1) * step
+    late = []
+    for _ in range(round(seconds * PROBE_HZ)):
+        pause = due - time.time()
+        if pause > 0:
+            time.sleep(pause)
+        late.append((time.time() - due) * 1e3)
+        due += step
+    conn.send(late)
+
+
+def start_probe(seconds: float) -> tuple[Any, Connection]:
+    ours, theirs = multiprocessing.get_context("spawn").Pipe()
+    process = multiprocessing.get_context("spawn").Process(
+        target=wake_probe, args=(seconds, theirs), daemon=True
+    )
+    process.start()
+    theirs.close()
+    return process, ours
+
+
+def probe_result(process: Any, conn: Connection, timeout: float) -> dict[str, float | None]:
+    late = conn.recv() if conn.poll(timeout) else []
+    process.join(5)
+    histogram = Counter(int(ms) for ms in late)
+    return {
+        "p50": histogram_percentile(histogram, 0.50),
+        "p99": histogram_percentile(histogram, 0.99),
+    }
+
+
+def steal_s() -> float:
+    """CPU time the hypervisor gave to other guests so far, all CPUs (/proc/stat)."""
+    with open("/proc/stat") as stat:
+        return int(stat.readline().split()[8]) / CLK_TCK
 
 
 def site_file(state_dir: Path, groups: list[Any]) -> Path:
@@ -272,10 +323,14 @@ def measure(envoys: int, seconds: float, warmup: float, per: int, keep: bool) ->
         before = read_status(state_dir)
         cpu_before = {pid: cpu_s(pid) for pid in tree(supervisor.pid)}
         sim_before = sum(cpu_s(p.pid) for p in processes)
+        probe = start_probe(seconds)
+        steal_before = steal_s()
         started = time.monotonic()
         time.sleep(seconds)
         after = read_status(state_dir)
         elapsed = time.monotonic() - started
+        stolen = steal_s() - steal_before
+        baseline = probe_result(*probe, timeout=30)
         pids = kinds(supervisor.pid, after)
         cpu_after = {pid: cpu_s(pid) for pid in pids}
         sim_cpu = sum(cpu_s(p.pid) for p in processes) - sim_before
@@ -315,6 +370,7 @@ def measure(envoys: int, seconds: float, warmup: float, per: int, keep: bool) ->
         expected = (end["last_ok_ns"] - start["last_ok_ns"]) // interval_ns
         missed += max(expected - (end["ok"] - start["ok"]), 0)
         errors.update(end["errors"] - start["errors"])
+    jitter = window_jitter(first, last)
     consumers = after.get("consumers", {})
     restarts = sum(w["restarts"] for w in after.get("workers", {}).values())
     result: dict[str, Any] = {
@@ -323,7 +379,12 @@ def measure(envoys: int, seconds: float, warmup: float, per: int, keep: bool) ->
         "missed_ticks": missed,
         "poll_errors": dict(errors),
         "restarts": restarts,
-        "jitter_ms": window_jitter(first, last),
+        "jitter_ms": jitter,
+        "wake_probe_ms": baseline,
+        "jitter_p99_vs_probe": (
+            round(jitter["p99"] / baseline["p99"], 2) if jitter["p99"] and baseline["p99"] else None
+        ),
+        "cpu_steal_percent": round(stolen / elapsed * 100, 1),
         "poll_ms": spread([c["duration_ms"] for k, c in last.items() if k.endswith("/power")]),
         "commit_lag_ms": {
             name.removeprefix("sink:"): {

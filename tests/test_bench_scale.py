@@ -31,13 +31,28 @@ def test_the_scale_bench_prints_one_json_line_per_n_and_a_summary(
             "fds_tree",
             "processes",
             "load_avg_1m",
+            "wake_probe_ms",
+            "cpu_steal_percent",
         } <= set(run)
+        assert run["wake_probe_ms"]["p99"] is not None  # the probe ran over the window
         assert {"sqlite", "prometheus"} <= set(run["commit_lag_ms"])
         assert {"power", "inverters", "supervisor", "sink:sqlite"} <= set(
             run["cpu_percent_by_kind"]
         )
     assert {"growth", "uss_for_10_gateways_mib", "missed_ticks_total"} <= set(lines[2])
     assert set(lines[2]["growth"]["uss_tree_mib"]) == {"fixed", "per_gateway"}
+
+
+def test_the_wake_probe_reports_how_late_each_wake_up_was() -> None:
+    import multiprocessing
+
+    from bench.scale import PROBE_HZ, wake_probe
+
+    ours, theirs = multiprocessing.Pipe()
+    wake_probe(0.4, theirs)
+    late = ours.recv()
+    assert len(late) == round(0.4 * PROBE_HZ)
+    assert all(ms >= 0 for ms in late)
 
 
 def test_costs_are_fitted_as_fixed_plus_per_gateway() -> None:
