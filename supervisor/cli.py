@@ -71,6 +71,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         if args.demo:
+            if args.config or args.check or args.shard:
+                # Silently running the demo instead would leave the user waiting for a plan.
+                parser.error(
+                    "--demo runs simulated gateways: it takes no --config, --check or --shard"
+                )
             from supervisor.demo import run_demo
 
             return run_demo(args.envoys, args.duration, args.state_dir)

@@ -45,3 +45,15 @@ def test_the_demo_polls_simulated_gateways_into_sqlite_and_says_where(tmp_path: 
     assert envoys == {"demo-1", "demo-2", "demo-3"}
     assert inverters > 0
     assert "power" in result.stdout and "rows" in result.stdout
+
+
+@pytest.mark.parametrize("extra", [["--check"], ["--config", "site.yml"], ["--shard", "1/2"]])
+def test_the_demo_refuses_options_of_a_real_site_instead_of_ignoring_them(
+    extra: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from supervisor.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--demo", *extra])
+    assert exited.value.code == 2
+    assert "--demo runs simulated gateways" in capsys.readouterr().err
