@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workers.poller import next_tick
+from workers.poller import next_tick, to_ns
 
 
 def test_ticks_fall_on_multiples_of_the_interval() -> None:
@@ -35,3 +35,9 @@ def test_the_next_tick_is_the_first_multiple_whose_poll_is_due_after_now(
     assert now < tick + phase <= now + interval + 1e-6 * max(now, 1)
     periods = tick / interval
     assert abs(periods - round(periods)) < 1e-6 * max(periods, 1)
+
+
+def test_ticks_become_exact_nanoseconds() -> None:
+    # int(t * 1e9) gives 1795480873249999872 here: a double near 1.8e18 steps by 256
+    assert to_ns(1795480873.25) == 1_795_480_873_250_000_000
+    assert to_ns(next_tick(1795480873.1, 0.25)) % 250_000_000 == 0

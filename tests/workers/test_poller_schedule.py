@@ -1,0 +1,84 @@
+"""The poller's schedule: each poll starts when due, and a slow poll skips ticks, never stacks them.
+
+`skipped_ticks` is checked alone; then a real power poller (real `Mailbox` pipes, real
+`GatewayClient`) runs against a simulated gateway whose answers take longer than the
+interval, and everything it reports is read back from its outbox.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+from pathlib import Path
+
+from shared.config import GatewayConfig
+from shared.gateway import GatewayClient
+from shared.messages import PollReport, PowerBatch, Stop
+from shared.simulator.faults import Fault, FaultKind
+from shared.simulator.gateway import SimulatedGateway
+from tests.fixtures import FIXTURES, require_fixtures
+from workers.mailbox import Mailbox
+from workers.poller import Poller, PollerSettings, skipped_ticks
+from workers.power import PowerFeed
+
+NS = 10**9
+
+
+def test_the_ticks_between_two_polls_are_the_skipped_ones() -> None:
+    assert skipped_ticks(100.0, 101.0, 1.0, most=10) == []
+    assert skipped_ticks(100.0, 103.0, 1.0, most=10) == [101 * NS, 102 * NS]
+    assert skipped_ticks(100.0, 130.0, 10.0, most=10) == [110 * NS, 120 * NS]
+
+
+def test_a_wall_clock_stepped_forward_reports_a_bounded_number_of_skips() -> None:
+    # NTP stepping the clock a day ahead in the middle of a poll is not 86399 skipped polls
+    skipped = skipped_ticks(100.0, 100.0 + 86_400, 1.0, most=80)
+    assert len(skipped) == 80
+    assert skipped[-1] == (100 + 86_399) * NS
+
+
+def test_a_slow_gateway_gets_one_poll_at_a_time_and_every_tick_is_polled_or_skipped(
+    tmp_path: Path,
+) -> None:
+    require_fixtures()
+    interval, phase = 0.25, 0.125  # binary fractions: ticks are exact in nanoseconds
+    with SimulatedGateway(FIXTURES / "5.0.62") as sim:
+        sim.faults.set("/production.json", Fault(FaultKind.LATENCY, seconds=0.6))
+        gateway = GatewayConfig("slow", sim.url.split("://", 1)[1], read_timeout_s=5.0)
+        settings = PollerSettings(gateway, "power", interval, tmp_path, phase)
+        to_worker, inbox = multiprocessing.Pipe()
+        outbox, from_worker = multiprocessing.Pipe()
+        mailbox = Mailbox("power:slow", inbox, outbox, heartbeat_s=0.5)
+        client = GatewayClient(gateway, pin_store=None, request_lock=tmp_path / "slow.lock")
+        poller = Poller(settings, mailbox, client, PowerFeed("slow"))
+        thread = threading.Thread(target=poller.run, daemon=True)
+        thread.start()
+        reports: list[PollReport] = []
+        batches: list[PowerBatch] = []
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and sum(r.ok for r in reports) < 4:
+            if from_worker.poll(0.5):
+                message = from_worker.recv()
+                if isinstance(message, PollReport):
+                    reports.append(message)
+                elif isinstance(message, PowerBatch):
+                    batches.append(message)
+        to_worker.send(Stop())
+        thread.join(10)
+        client.close()
+    assert not thread.is_alive()
+    assert sum(r.ok for r in reports) >= 4, reports
+    assert sim.max_in_flight == 1
+    kinds = {r.error_kind for r in reports if not r.ok}
+    assert kinds == {"skipped"}, reports
+    # every tick from the first to the last is reported once: polled or skipped
+    ticks = [r.tick_ns for r in reports]
+    step = int(interval * NS)
+    assert all(t % step == 0 for t in ticks)
+    assert ticks == list(range(ticks[0], ticks[-1] + step, step))
+    # a 0.6 s answer at 0.25 s ticks: two ticks skipped after each poll
+    assert sum(not r.ok for r in reports) >= 2 * (sum(r.ok for r in reports) - 1)
+    # the batches keep the tick as their time and say when the poll was due
+    assert {b.tick_ns for b in batches} == {r.tick_ns for r in reports if r.ok}
+    assert {b.phase_ns for b in batches} == {int(phase * NS)}
