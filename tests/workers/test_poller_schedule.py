@@ -66,6 +66,10 @@ def test_a_slow_gateway_gets_one_poll_at_a_time_and_every_tick_is_polled_or_skip
                     batches.append(message)
         to_worker.send(Stop())
         thread.join(10)
+        # In a worker process exit ends the poll thread; here it finishes its poll first,
+        # before the client and the gateway it talks to are closed under it.
+        for poll_thread in [t for t in threading.enumerate() if t.name == "poll"]:
+            poll_thread.join(10)
         client.close()
     assert not thread.is_alive()
     assert sum(r.ok for r in reports) >= 4, reports
