@@ -131,10 +131,9 @@ def wake_probe(seconds: float, conn: Connection) -> None:
 
 
 def start_probe(seconds: float) -> tuple[Any, Connection]:
-    ours, theirs = multiprocessing.get_context("spawn").Pipe()
-    process = multiprocessing.get_context("spawn").Process(
-        target=wake_probe, args=(seconds, theirs), daemon=True
-    )
+    ctx = multiprocessing.get_context("spawn")
+    ours, theirs = ctx.Pipe()
+    process = ctx.Process(target=wake_probe, args=(seconds, theirs), daemon=True)
     process.start()
     theirs.close()
     return process, ours
