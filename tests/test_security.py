@@ -29,7 +29,7 @@ from shared.config_loader import load_config
 from shared.errors import CertificateMismatch, CloudError, ConfigError
 from shared.gateway import GatewayClient
 from shared.parsers import parse_production
-from shared.simulator import SimulatedCloud, SimulatedGateway
+from shared.simulator import INSTANT, SimulatedCloud, SimulatedGateway
 from shared.simulator.faults import Fault, FaultKind
 from tests.supervisor.conftest import wait_for
 
@@ -196,7 +196,7 @@ def test_the_cloud_client_refuses_a_server_its_trust_store_does_not_vouch_for(
 def test_a_changed_pinned_gateway_certificate_is_refused_with_re_pin_advice(
     tmp_path: Path,
 ) -> None:
-    with SimulatedGateway(seed=4) as gw:
+    with SimulatedGateway(seed=4, latency=INSTANT) as gw:
         config = GatewayConfig(
             name="garage", host=gw.url.split("://")[1], scheme="https", pin_certificate=True
         )

@@ -3,7 +3,8 @@
 Owns the mapping from endpoint paths to the file names of a fixture folder in
 ``../shared/fixtures/pyenphase/<firmware>/`` and reads those files once, at load.
 Bodies are served byte for byte; a capture log (``<name>.capture_log.json``) that
-recorded another status than 200 (e.g. ``3.9.36_bad_auth``: 401) sets the status.
+recorded another status than 200 (e.g. ``3.9.36_bad_auth``: 401) sets the status, and
+one that recorded ``duration_seconds`` how long the answer takes (`shared.simulator.timing`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 # Endpoint path -> fixture file stem. ``?details=1`` prefers ``production_details``.
@@ -23,16 +24,18 @@ ENDPOINT_FILES: dict[str, str] = {
     "/api/v1/production": "api_v1_production.json",
     "/api/v1/production/inverters": "inverters.json",
     "/inventory.json": "inventory.json",
+    "/ivp/pdm/device_data": "device_data.json",
 }
 DETAILS_FILE = "production_details.json"
 
 
 @dataclass(frozen=True, slots=True)
 class Captured:
-    """One fixture body and the status it was captured with."""
+    """One fixture body, the status it was captured with and how long it took."""
 
     status: int
     body: bytes
+    duration_s: float | None = None  #: the capture log's duration_seconds, if recorded
 
     @property
     def content_type(self) -> str:
@@ -95,14 +98,18 @@ def _captured(folder: Path, name: str) -> Captured | None:
     path = folder / name
     if not path.is_file():
         return None
-    status = 200
+    status, duration_s = 200, None
     log = folder / (name.rsplit(".", 1)[0] + ".capture_log.json")
     if log.is_file():
         try:
-            status = int(json.loads(log.read_bytes()).get("code") or 200)
+            facts = json.loads(log.read_bytes())
+            status = int(facts.get("code") or 200)
+            recorded = facts.get("duration_seconds")
+            if isinstance(recorded, int | float) and recorded >= 0:
+                duration_s = float(recorded)
         except (ValueError, AttributeError):
-            status = 200  # an unreadable log says nothing about the status
-    return Captured(status, path.read_bytes())
+            pass  # an unreadable log says nothing about the status or the time
+    return Captured(status, path.read_bytes(), duration_s)
 
 
 def load_fixture(folder: Path) -> dict[str, Captured]:
@@ -117,7 +124,10 @@ def load_fixture(folder: Path) -> dict[str, Captured]:
         captured = _captured(folder, name)
         if captured is not None:
             served[endpoint] = captured
-    details = _captured(folder, DETAILS_FILE) or served.get("/production.json")
+    details = _captured(folder, DETAILS_FILE)
+    if details is None and "/production.json" in served:
+        # The plain body stands in; its time does not: details take longer to compute.
+        details = replace(served["/production.json"], duration_s=None)
     if details is not None:
         served["/production.json?details=1"] = details
     return served

@@ -7,6 +7,9 @@ certificate made at construction, and every path but ``/info`` needs a Bearer to
 the cloud (or, without a cloud, this gateway's own signer) accepts. Older firmware: plain
 HTTP, digest auth on ``/api/v1/production/inverters`` only.
 
+Answers take as long as a real gateway's, slow JSON endpoints one at a time
+(`shared.simulator.timing` states the model); ``latency=INSTANT`` answers at once.
+
 Channels: serves loopback HTTP(S); reads fixture files once; reads its `FaultPlan`.
 """
 
@@ -16,6 +19,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -33,6 +37,7 @@ from shared.simulator.fixture import (
 from shared.simulator.generator import SiteGenerator
 from shared.simulator.served import RECORDED, ServedLog, ServedReading, summarize
 from shared.simulator.server import UNAUTHORIZED_BODY, BackgroundServer, Request, Response
+from shared.simulator.timing import REAL, Timing, timing_key
 from shared.simulator.tls import KeyPair, make_self_signed, server_context
 
 DEFAULT_FIRMWARE = "D8.2.4264"
@@ -64,8 +69,11 @@ class SimulatedGateway:
         port: int = 0,
         clock: Callable[[], float] = time.time,
         seed: int = 0,
+        latency: float = REAL,
     ) -> None:
+        """``latency`` scales the answer times: `REAL` (1.0), `INSTANT` (0.0) or between."""
         self.faults = FaultPlan()
+        self._timing = Timing(latency, seed=seed)
         self._clock = clock
         self._cloud = cloud
         self._signer = TokenSigner(clock)
@@ -78,7 +86,7 @@ class SimulatedGateway:
             body = self._fixture["/info"].body
             if serial is not None:
                 body = replace_serial(body, serial)
-                self._fixture["/info"] = Captured(200, body)
+                self._fixture["/info"] = replace(self._fixture["/info"], body=body)
             self._info_body: bytes | None = body
             self._info = GatewayInfo.from_xml(body)
         else:
@@ -191,7 +199,7 @@ class SimulatedGateway:
         with self._lock:
             old, self._info, self._info_body = self._info, info, info_xml_body
             if self._fixture is not None:
-                self._fixture["/info"] = Captured(200, info_xml_body)
+                self._fixture["/info"] = replace(self._fixture["/info"], body=info_xml_body)
             self._digest = DigestChecker(legacy_password(info.serial))
         if old.uses_tokens != info.uses_tokens:
             running = self._server.running
@@ -207,7 +215,7 @@ class SimulatedGateway:
         """
         data = load_fixture(Path(fixture))
         info_body = replace_serial(data["/info"].body, self.serial)
-        data["/info"] = Captured(200, info_body)
+        data["/info"] = replace(data["/info"], body=info_body)
         with self._lock:
             self._fixture = data
         self.set_info(info_body)
@@ -234,6 +242,7 @@ class SimulatedGateway:
                     time_s=int(self._clock()),
                     web_tokens=info.web_tokens,
                 )
+            self._take_time(request, self._recorded("/info"))
             return Response(200, info_body, "application/xml")
         if info.uses_tokens:
             if not self.token_is_valid(_bearer(request)):
@@ -252,7 +261,18 @@ class SimulatedGateway:
         captured = self._body(key)
         if captured is None:
             return Response(404, NOT_FOUND, "text/html")
+        self._take_time(request, captured.duration_s)
         return Response(captured.status, captured.body, captured.content_type)
+
+    def _recorded(self, key: str) -> float | None:
+        with self._lock:
+            captured = None if self._fixture is None else self._fixture.get(key)
+        return None if captured is None else captured.duration_s
+
+    def _take_time(self, request: Request, recorded: float | None) -> None:
+        """Wait as long as a real gateway takes to answer this (see `Timing`)."""
+        key = timing_key(request.path, request.query)
+        self._timing.answer(key, recorded, self._server.stopping)
 
     def _body(self, key: str) -> Captured | None:
         if self._fixture is not None:

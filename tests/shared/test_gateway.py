@@ -29,6 +29,7 @@ from shared.simulator.cloud import SimulatedCloud
 from shared.simulator.faults import Fault, FaultKind
 from shared.simulator.fixture import info_xml, load_fixture
 from shared.simulator.gateway import SimulatedGateway
+from shared.simulator.timing import INSTANT
 
 FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "pyenphase"
 FIRMWARES = sorted(p.name for p in FIXTURES.iterdir() if (p / "info.xml").is_file())
@@ -49,7 +50,9 @@ def start_gateway(cloud: SimulatedCloud) -> Iterator[Callable[..., SimulatedGate
     started: list[SimulatedGateway] = []
 
     def start(fixture: str | None = "7.6.175_with_cts", **kwargs: Any) -> SimulatedGateway:
-        sim = SimulatedGateway(FIXTURES / fixture if fixture else None, cloud=cloud, **kwargs)
+        sim = SimulatedGateway(
+            FIXTURES / fixture if fixture else None, cloud=cloud, latency=INSTANT, **kwargs
+        )
         sim.start()
         started.append(sim)
         return sim

@@ -11,6 +11,7 @@ from shared.config import GatewayConfig
 from shared.gateway import GatewayClient
 from shared.simulator.faults import Fault, FaultKind
 from shared.simulator.gateway import SimulatedGateway
+from shared.simulator.timing import INSTANT
 from tests.fixtures import FIXTURES, require_fixtures
 
 SUMMARY = "/api/v1/production"
@@ -34,7 +35,7 @@ def test_two_clients_sharing_a_lock_file_never_overlap_their_requests(
     tmp_path: Path, shared_lock: bool
 ) -> None:
     require_fixtures()
-    with SimulatedGateway(FIXTURES / "5.0.62") as sim:
+    with SimulatedGateway(FIXTURES / "5.0.62", latency=INSTANT) as sim:
         sim.faults.set(SUMMARY, Fault(FaultKind.LATENCY, seconds=0.05))
         config = GatewayConfig("garage", sim.url.split("://", 1)[1], read_timeout_s=5.0)
         lock = tmp_path / "locks" / "garage.lock" if shared_lock else None

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from urllib3.exceptions import InsecureRequestWarning
 
-from shared.simulator import Fault, FaultKind, FaultPlan, SimulatedCloud, SimulatedGateway
+from shared.simulator import INSTANT, Fault, FaultKind, FaultPlan, SimulatedCloud, SimulatedGateway
 
 TIMEOUT = 10
 EMAIL, PASSWORD = "owner@example.com", "secret"
@@ -29,7 +29,7 @@ def _quiet_tls_warnings() -> Iterator[None]:
 
 @pytest.fixture
 def gateway() -> Iterator[SimulatedGateway]:
-    with SimulatedGateway(phases=3, consumption_cts=True) as running:
+    with SimulatedGateway(phases=3, consumption_cts=True, latency=INSTANT) as running:
         yield running
 
 

@@ -13,7 +13,7 @@ import requests
 from requests.auth import HTTPDigestAuth
 from urllib3.exceptions import InsecureRequestWarning
 
-from shared.simulator import SimulatedCloud, SimulatedGateway, info_xml
+from shared.simulator import INSTANT, SimulatedCloud, SimulatedGateway, info_xml
 from shared.simulator.fixture import DETAILS_FILE, ENDPOINT_FILES, GatewayInfo
 
 FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "pyenphase"
@@ -36,7 +36,7 @@ def cloud() -> Iterator[SimulatedCloud]:
 
 @pytest.fixture
 def gateway(cloud: SimulatedCloud) -> Iterator[SimulatedGateway]:
-    with SimulatedGateway(FIXTURES / "8.3.5167_3rd-pv", cloud=cloud) as running:
+    with SimulatedGateway(FIXTURES / "8.3.5167_3rd-pv", cloud=cloud, latency=INSTANT) as running:
         yield running
 
 
@@ -51,7 +51,7 @@ def test_the_fixture_folder_is_found() -> None:
 
 @pytest.mark.parametrize("folder", FIXTURE_DIRS, ids=lambda p: p.name)
 def test_every_fixture_file_is_served_byte_identical(folder: Path) -> None:
-    with SimulatedGateway(folder) as gateway, requests.Session() as session:
+    with SimulatedGateway(folder, latency=INSTANT) as gateway, requests.Session() as session:
         # Per request: REQUESTS_CA_BUNDLE in the environment overrides session.verify.
         info = session.get(gateway.url + "/info", verify=False, timeout=TIMEOUT)
         assert info.status_code == 200
@@ -79,7 +79,7 @@ def test_every_fixture_file_is_served_byte_identical(folder: Path) -> None:
 
 def test_a_capture_with_status_401_is_served_with_status_401() -> None:
     folder = FIXTURES / "3.9.36_bad_auth"
-    with SimulatedGateway(folder) as gateway:
+    with SimulatedGateway(folder, latency=INSTANT) as gateway:
         auth = HTTPDigestAuth("envoy", gateway.serial[-6:])
         response = requests.get(
             gateway.url + "/api/v1/production/inverters", auth=auth, timeout=TIMEOUT
@@ -136,7 +136,7 @@ def test_a_token_signed_by_another_cloud_gets_401(gateway: SimulatedGateway) -> 
 
 
 def test_a_gateway_without_a_cloud_accepts_its_own_tokens_only(cloud: SimulatedCloud) -> None:
-    with SimulatedGateway(FIXTURES / "7.6.175_with_cts_3phase") as gateway:
+    with SimulatedGateway(FIXTURES / "7.6.175_with_cts_3phase", latency=INSTANT) as gateway:
         assert get(gateway, "/auth/check_jwt", gateway.issue_token()).status_code == 200
         foreign = cloud.issue_token(gateway.serial)
         assert get(gateway, "/auth/check_jwt", foreign).status_code == 401
@@ -156,7 +156,7 @@ def test_the_token_payload_has_the_fields_clients_read(cloud: SimulatedCloud) ->
 
 
 def test_legacy_firmware_is_plain_http_with_digest_on_inverters() -> None:
-    with SimulatedGateway(FIXTURES / "5.0.62") as gateway:
+    with SimulatedGateway(FIXTURES / "5.0.62", latency=INSTANT) as gateway:
         assert gateway.url.startswith("http://")
         anonymous = requests.get(gateway.url + "/api/v1/production/inverters", timeout=TIMEOUT)
         assert anonymous.status_code == 401
@@ -195,7 +195,9 @@ def test_set_info_to_legacy_firmware_switches_to_plain_http_on_the_same_port(
 
 
 def test_a_given_serial_replaces_the_fixtures_serial(cloud: SimulatedCloud) -> None:
-    with SimulatedGateway(FIXTURES / "8.3.5167_3rd-pv", serial="555555555555") as gateway:
+    with SimulatedGateway(
+        FIXTURES / "8.3.5167_3rd-pv", serial="555555555555", latency=INSTANT
+    ) as gateway:
         assert "<sn>555555555555</sn>" in get(gateway, "/info").text
         assert gateway.serial == "555555555555"
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from bench.chaos_audit import session_pids
-from shared.simulator import SimulatedCloud, SimulatedGateway
+from shared.simulator import INSTANT, SimulatedCloud, SimulatedGateway
 from supervisor.status import read_status
 
 REPO = Path(__file__).resolve().parents[2]
@@ -137,8 +137,8 @@ def start_site(
     cloud = SimulatedCloud(accounts={EMAIL: PASSWORD})
     cloud.start()
     gateways = [
-        SimulatedGateway(cloud=cloud, seed=1, phases=1),
-        SimulatedGateway(cloud=cloud, seed=2, phases=3, consumption_cts=True),
+        SimulatedGateway(cloud=cloud, seed=1, phases=1, latency=INSTANT),
+        SimulatedGateway(cloud=cloud, seed=2, phases=3, consumption_cts=True, latency=INSTANT),
     ]
     for gw in gateways:
         gw.start()

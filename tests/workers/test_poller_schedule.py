@@ -17,6 +17,7 @@ from shared.gateway import GatewayClient
 from shared.messages import PollReport, PowerBatch, Stop
 from shared.simulator.faults import Fault, FaultKind
 from shared.simulator.gateway import SimulatedGateway
+from shared.simulator.timing import INSTANT
 from tests.fixtures import FIXTURES, require_fixtures
 from workers.mailbox import Mailbox
 from workers.poller import Poller, PollerSettings, skipped_ticks
@@ -43,7 +44,7 @@ def test_a_slow_gateway_gets_one_poll_at_a_time_and_every_tick_is_polled_or_skip
 ) -> None:
     require_fixtures()
     interval, phase = 0.25, 0.125  # binary fractions: ticks are exact in nanoseconds
-    with SimulatedGateway(FIXTURES / "5.0.62") as sim:
+    with SimulatedGateway(FIXTURES / "5.0.62", latency=INSTANT) as sim:
         sim.faults.set("/production.json", Fault(FaultKind.LATENCY, seconds=0.6))
         gateway = GatewayConfig("slow", sim.url.split("://", 1)[1], read_timeout_s=5.0)
         settings = PollerSettings(gateway, "power", interval, tmp_path, phase)

@@ -29,6 +29,7 @@ from shared.messages import (
 )
 from shared.simulator.cloud import SimulatedCloud
 from shared.simulator.gateway import SimulatedGateway
+from shared.simulator.timing import INSTANT
 from shared.tokens import TokenCache, read_claims
 from tests.jwts import make_jwt
 from workers.mailbox import Mailbox
@@ -361,7 +362,7 @@ def sim_cloud(
 @pytest.fixture
 def sim_gateway(sim_cloud: SimulatedCloud, clock: FakeClock) -> Iterator[SimulatedGateway]:
     with SimulatedGateway(
-        FIXTURES / "7.6.175_with_cts", cloud=sim_cloud, serial=SERIAL, clock=clock
+        FIXTURES / "7.6.175_with_cts", cloud=sim_cloud, serial=SERIAL, clock=clock, latency=INSTANT
     ) as sim:
         yield sim
 
