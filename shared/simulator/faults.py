@@ -9,6 +9,16 @@ method holds one lock. ``times=N`` means "the next N requests, then healthy agai
 The text form used by ``--faults`` is comma-separated ``PATH=KIND[:ARG][:key=value]``::
 
     /production.json=latency:3,/api/v1/production/inverters=status:503:times=2,/info=html
+
+Two misbehaviours of real gateways around 23:00 local time (home-assistant/core#156189)
+are ``nightly`` faults, active only inside a daily window from local hour ``at``:
+
+    *=nightly                                   # everything unanswered 23:00-23:03
+    /ivp/pdm/device_data=nightly:85:at=23.0167  # device_data hangs 85 s from 23:01
+
+A request inside the window is held until the window ends (then answered), so a client
+with a shorter read timeout sees the outage as timeouts. A device_data answer that only
+comes after S seconds at any time of day is ``latency:S``.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ class FaultKind(StrEnum):
     TRUNCATE = "truncate"  #: the first half of the real body, Content-Length to match
     UNAUTHORIZED = "unauthorized"  #: 401 even for a valid token
     REFUSE_LOGINS = "refuse_logins"  #: cloud: refuse logins with ``status`` (429 or 401)
+    NIGHTLY = "nightly"  #: daily from local hour ``at`` for ``seconds``: hold, then answer
 
 
 # Kinds whose one positional argument is a number, and which field it fills.
@@ -38,7 +49,10 @@ _POSITIONAL = {
     FaultKind.TIMEOUT: "seconds",
     FaultKind.STATUS: "status",
     FaultKind.REFUSE_LOGINS: "status",
+    FaultKind.NIGHTLY: "seconds",
 }
+NIGHTLY_S = 180.0  #: the nightly window's default length (23:00-23:03)
+NIGHTLY_AT = 23.0  #: local hour it starts at by default
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,14 +60,18 @@ class Fault:
     """One misbehaviour. Only the fields its kind uses matter."""
 
     kind: FaultKind
-    seconds: float = 0.0  #: latency: delay; timeout: give up after this (0 = until stop)
+    seconds: float = 0.0  #: latency: delay; timeout: give up after this (0 = until stop);
+    #: nightly: the window's length (0 = `NIGHTLY_S`)
     status: int = 503  #: status / refuse_logins: the HTTP status answered
     retry_after: float | None = None  #: status / refuse_logins: a Retry-After header
     times: int | None = None  #: apply to the next N requests only; None = until cleared
     for_s: float | None = None  #: apply for this long after being set, then heal
+    at: float = NIGHTLY_AT  #: nightly: the local hour (0-24, 23.5 = 23:30) the window opens
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", FaultKind(self.kind))
+        if self.kind is FaultKind.NIGHTLY and not self.seconds:
+            object.__setattr__(self, "seconds", NIGHTLY_S)
         if self.times is not None and self.times < 1:
             raise ValueError(f"fault {self.kind}: times must be >= 1, got {self.times}")
         if not 0 <= self.seconds < math.inf:
@@ -64,12 +82,23 @@ class Fault:
             raise ValueError(f"fault {self.kind}: for must be > 0 seconds, got {self.for_s}")
         if not 100 <= self.status <= 599:
             raise ValueError(f"fault {self.kind}: status must be an HTTP status, got {self.status}")
+        if not 0 <= self.at < 24:
+            raise ValueError(f"fault {self.kind}: at must be a local hour 0-24, got {self.at}")
+
+    def window_left_s(self, now: float) -> float:
+        """nightly: seconds until the window holding epoch time ``now`` ends; 0 outside."""
+        tm = time.localtime(now)
+        of_day = tm.tm_hour * 3600 + tm.tm_min * 60 + tm.tm_sec + now % 1
+        since = (of_day - self.at * 3600) % 86400  # a window may run past midnight
+        return self.seconds - since if since < self.seconds else 0.0
 
     def spec(self) -> str:
         """The text form `parse` reads back (only the fields this kind uses)."""
         parts = [self.kind.value]
-        if self.kind in (FaultKind.LATENCY, FaultKind.TIMEOUT) and self.seconds:
+        if self.kind in (FaultKind.LATENCY, FaultKind.TIMEOUT, FaultKind.NIGHTLY) and self.seconds:
             parts.append(repr(self.seconds))
+        if self.kind is FaultKind.NIGHTLY:
+            parts.append(f"at={self.at!r}")
         if self.kind in (FaultKind.STATUS, FaultKind.REFUSE_LOGINS):
             parts.append(str(self.status))
             if self.retry_after is not None:
@@ -97,7 +126,7 @@ class Fault:
                 if not key:
                     raise ValueError(f"fault {kind}: takes no argument, got {part!r}")
             key = {"for": "for_s"}.get(key.strip(), key.strip())
-            if key not in ("seconds", "status", "retry_after", "times", "for_s"):
+            if key not in ("seconds", "status", "retry_after", "times", "for_s", "at"):
                 raise ValueError(f"fault {kind}: unknown option {key!r}")
             try:
                 number = float(value)
@@ -112,14 +141,20 @@ class Fault:
 class FaultPlan:
     """Thread-safe faults per path; servers `take` one per request.
 
-    ``clock`` (monotonic seconds) times faults with ``for_s``.
+    ``clock`` (monotonic seconds) times faults with ``for_s``; ``wall_clock`` (epoch
+    seconds, read as local time) places the windows of nightly faults.
     """
 
     def __init__(
-        self, faults: dict[str, Fault] | None = None, *, clock: Callable[[], float] = time.monotonic
+        self,
+        faults: dict[str, Fault] | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._lock = threading.Lock()
         self._clock = clock
+        self.wall_clock = wall_clock
         self._faults: dict[str, Fault] = {}
         self._deadlines: dict[str, float] = {}
         for path, fault in (faults or {}).items():
@@ -164,11 +199,20 @@ class FaultPlan:
             return self._faults.get(path, self._faults.get("*"))
 
     def take(self, path: str) -> Fault | None:
-        """The fault for this request to ``path``, counting it against ``times``."""
+        """The fault for this request to ``path``, counting it against ``times``.
+
+        A nightly fault outside its window is no fault (and not counted).
+        """
         with self._lock:
             self._expire()
             key = path if path in self._faults else "*"
             fault = self._faults.get(key)
+            if (
+                fault is not None
+                and fault.kind is FaultKind.NIGHTLY
+                and not fault.window_left_s(self.wall_clock())
+            ):
+                return None
             if fault is not None and fault.times is not None:
                 if fault.times <= 1:
                     del self._faults[key]

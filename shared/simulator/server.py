@@ -3,7 +3,7 @@
 Owns one `http.server.ThreadingHTTPServer` on a background thread, the per-connection
 TLS handshake (done in the connection's own thread, so a client that never handshakes
 cannot stall the listener), and the fault kinds that act on the connection rather than
-on the answer (latency, timeout, reset, status, html, truncate, unauthorized). The
+on the answer (latency, timeout, reset, status, html, truncate, unauthorized, nightly). The
 endpoints themselves live in an *app*: a callable ``(Request) -> Response``.
 
 Channels: reads requests from loopback sockets, writes responses; reads the `FaultPlan`.
@@ -153,7 +153,12 @@ class _Handler(BaseHTTPRequestHandler):
                     return None
             case FaultKind.TIMEOUT if fault is not None:
                 self._hang(fault.seconds)
+                self._reset()
                 return None
+            case FaultKind.NIGHTLY if fault is not None:
+                if not self._hang(fault.window_left_s(owner.faults.wall_clock())):
+                    self._reset()
+                    return None
             case FaultKind.RESET:
                 self._reset()
                 return None
@@ -185,18 +190,21 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def _hang(self, limit_s: float) -> None:
+    def _hang(self, limit_s: float) -> bool:
         """Answer nothing until the client gives up, the limit passes or the server stops.
 
-        A readable socket while a request is outstanding means the client closed it.
+        True when the limit passed with the client still waiting. A readable socket while
+        a request is outstanding means the client closed it.
         """
         waited = 0.0
         while not self.server.owner.stopping.is_set():
             readable, _, _ = select.select([self.connection], [], [], 0.2)
             waited += 0.2
-            if readable or (limit_s and waited >= limit_s):
-                break
-        self._reset()
+            if readable:
+                return False
+            if limit_s and waited >= limit_s:
+                return True
+        return False
 
     def _reset(self) -> None:
         # SO_LINGER 0 turns close() into a TCP RST: the client sees "connection reset".

@@ -3,7 +3,8 @@
 Prints one ``key: value`` line each for the gateway URL, the cloud URL, the cloud's CA
 file and a ready-made token the gateway accepts (the simulator's own, not a secret),
 then serves until told to stop. Faults given with ``--faults`` on ``/login/login.json``
-or ``/tokens`` go to the cloud, every other path to the gateway.
+or ``/tokens`` go to the cloud, every other path to the gateway. The gateway answers as
+slowly as a real one unless ``--latency instant`` (or a factor: 0.1 is ten times faster).
 """
 
 from __future__ import annotations
@@ -32,6 +33,15 @@ def _faults(text: str) -> Any:
 
     try:
         return FaultPlan.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _latency(text: str) -> float:
+    from shared.simulator.timing import parse_latency
+
+    try:
+        return parse_latency(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
@@ -68,6 +78,14 @@ def add_parser(sub: Any) -> None:
         type=_faults,
         metavar="SPEC",
         help="e.g. /production.json=latency:3,/tokens=status:429:times=2",
+    )
+    parser.add_argument(
+        "--latency",
+        type=_latency,
+        default="real",
+        metavar="real|instant|FACTOR",
+        help="answer times: a real gateway's (default, from the fixture's capture logs "
+        "or a per-endpoint table), instant, or a factor of real such as 0.1",
     )
     parser.add_argument("--phases", type=int, choices=(1, 2, 3), default=1)
     parser.add_argument(
@@ -125,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
         inverters=args.inverters,
         battery=args.battery,
         seed=args.seed,
+        latency=args.latency,
         host=args.listen[0],
         port=args.listen[1],
     )

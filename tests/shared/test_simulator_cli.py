@@ -144,3 +144,17 @@ def test_simulate_refuses_a_bad_fault_spec_with_a_one_line_reason(start: type[Si
 def test_simulate_refuses_a_non_loopback_address(start: type[Simulator]) -> None:
     simulator = start("--listen", "0.0.0.0:0")
     assert simulator.process.wait(timeout=START_TIMEOUT_S) == 2
+
+
+def test_simulate_takes_a_latency_and_refuses_a_bad_one_with_its_reason(
+    start: type[Simulator],
+) -> None:
+    simulator = start("--fixture", str(FIXTURES / "5.0.62"), "--latency", "instant")
+    banner = simulator.read_banner()
+    url = banner["gateway_url"] + "/production.json"
+    assert requests.get(url, timeout=TIMEOUT).status_code == 200
+    assert simulator.stop() == 0
+    refused = start("--latency", "slow")
+    assert refused.process.wait(timeout=START_TIMEOUT_S) == 2
+    assert refused.process.stderr is not None
+    assert "latency must be real, instant or a factor" in refused.process.stderr.read()

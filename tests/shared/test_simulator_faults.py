@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -258,3 +259,45 @@ def test_a_fault_with_for_heals_when_its_time_is_up() -> None:
     now[0] += 2
     assert plan.take("/login/login.json") is None
     assert plan.snapshot() == {}
+
+
+# --- nightly windows --------------------------------------------------------------------
+
+
+def test_nightly_defaults_to_the_23_00_outage_of_three_minutes() -> None:
+    fault = FaultPlan.parse("*=nightly").get("*")
+    assert fault == Fault(FaultKind.NIGHTLY, seconds=180, at=23.0)
+    device_data = Fault.parse("nightly:85:at=23.0167")
+    assert (device_data.seconds, device_data.at) == (85, 23.0167)
+    assert Fault.parse(device_data.spec()) == device_data
+
+
+def test_a_nightly_fault_acts_only_inside_its_daily_window() -> None:
+    eleven_pm = time.mktime((2026, 7, 1, 23, 0, 0, 0, 0, -1))
+    now = [eleven_pm - 1]
+    plan = FaultPlan({"*": Fault(FaultKind.NIGHTLY, seconds=180)}, wall_clock=lambda: now[0])
+    assert plan.take("/production.json") is None
+    now[0] = eleven_pm + 60
+    taken = plan.take("/production.json")
+    assert taken is not None and taken.window_left_s(now[0]) == pytest.approx(120)
+    now[0] = eleven_pm + 180
+    assert plan.take("/info") is None
+    now[0] += 86400 - 180 + 1  # the next night
+    assert plan.take("/info") is not None
+    assert plan.snapshot() == {"*": Fault(FaultKind.NIGHTLY, seconds=180)}  # never used up
+
+
+def test_a_nightly_window_may_run_past_midnight() -> None:
+    fault = Fault(FaultKind.NIGHTLY, seconds=600, at=23.95)  # 23:57 - 00:07
+    after_midnight = time.mktime((2026, 7, 2, 0, 5, 0, 0, 0, -1))
+    assert fault.window_left_s(after_midnight) == pytest.approx(120)
+
+
+def test_inside_the_window_a_request_is_held_then_answered(gateway: SimulatedGateway) -> None:
+    gateway.faults.set("/ivp/meters/readings", Fault(FaultKind.NIGHTLY, seconds=2, at=0))
+    gateway.faults.wall_clock = lambda: time.mktime((2026, 7, 1, 0, 0, 0, 0, 0, -1))
+    with pytest.raises(requests.ReadTimeout):  # the outage, as an impatient client sees it
+        get(gateway, "/ivp/meters/readings", timeout=(TIMEOUT, 0.5))
+    assert get(gateway, "/ivp/meters/readings").status_code == 200  # held ~2 s, answered
+    gateway.faults.wall_clock = lambda: time.mktime((2026, 7, 1, 12, 0, 0, 0, 0, -1))
+    assert get(gateway, "/ivp/meters/readings").status_code == 200
