@@ -9,7 +9,8 @@ SIGKILLs a worker every few seconds (every kind at least once), SIGSTOPs one for
 than the watchdog allows, injects every gateway fault kind, makes the cloud refuse
 logins, stops the database for a while, SIGTERMs the supervisor and starts it again, and
 SIGKILLs it and starts it again. ``--no-faults`` is the soak: none of that, just
-sampling memory and file descriptors.
+sampling memory and file descriptors. The gateways answer as slowly as real ones
+(``--latency``, default real: `shared.simulator.timing`).
 
 Afterwards `bench.chaos_audit` compares the gateways' own record of what they served
 with what reached each sink. The last line printed is one JSON object; the exit code is
@@ -42,6 +43,7 @@ from bench import chaos_audit as audit
 from shared.simulator import SimulatedCloud, SimulatedGateway
 from shared.simulator.faults import Fault, FaultKind
 from shared.simulator.served import ServedReading
+from shared.simulator.timing import parse_latency
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO.parent / "shared" / "fixtures" / "pyenphase" / "7.6.175_with_cts_3phase"
@@ -114,15 +116,17 @@ class Run:
 # --- the world --------------------------------------------------------------------------
 
 
-def build_world(workdir: Path, poll_s: float, with_db: bool) -> Run:
+def build_world(workdir: Path, poll_s: float, with_db: bool, latency: float) -> Run:
     cloud = SimulatedCloud(accounts={EMAIL: PASSWORD}, state_dir=workdir / "cloud")
     cloud.start()
     gateways = {
-        "gw1": SimulatedGateway(cloud=cloud, seed=1, phases=3, consumption_cts=True),
-        "gw2": SimulatedGateway(FIXTURE, cloud=cloud, seed=2)
+        "gw1": SimulatedGateway(
+            cloud=cloud, seed=1, phases=3, consumption_cts=True, latency=latency
+        ),
+        "gw2": SimulatedGateway(FIXTURE, cloud=cloud, seed=2, latency=latency)
         if FIXTURE.is_dir()
-        else SimulatedGateway(cloud=cloud, seed=2, phases=1),
-        "gw3": SimulatedGateway(seed=3, firmware="D5.0.62", inverters=8),
+        else SimulatedGateway(cloud=cloud, seed=2, phases=1, latency=latency),
+        "gw3": SimulatedGateway(seed=3, firmware="D5.0.62", inverters=8, latency=latency),
     }
     for gw in gateways.values():
         gw.start()
@@ -384,12 +388,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poll-s", type=float, default=1.0, help="power poll interval")
     parser.add_argument("--no-db", action="store_true", help="SQLite only, no VictoriaMetrics")
     parser.add_argument("--workdir", type=Path, help="keep everything here (default: temp)")
+    parser.add_argument(
+        "--latency",
+        type=parse_latency,
+        default="real",
+        metavar="real|instant|FACTOR",
+        help="simulated answer times (default: a real gateway's)",
+    )
     args = parser.parse_args(argv)
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="envoy-chaos-"))
     workdir.mkdir(parents=True, exist_ok=True)
     duration_s = args.minutes * 60
-    run = build_world(workdir, args.poll_s, with_db=not args.no_db)
+    run = build_world(workdir, args.poll_s, with_db=not args.no_db, latency=args.latency)
     try:
         plan = [] if args.no_faults else schedule(args.seed, duration_s, run)
         drive(run, duration_s, plan)

@@ -4,12 +4,17 @@ For each N it starts N simulated gateways in processes of their own (``--per-sim
 per process, default 1: a simulator serving several gateways queues their simultaneous
 requests behind its GIL, which real gateways do not; their CPU is counted apart from
 the supervisor's). All share one account: every process's simulated cloud signs tokens
-with one secret. It writes a site.yml (power every 1 s, inverters every 10 s, SQLite and
-Prometheus sinks) and runs the real supervisor on it as ``python -m supervisor --config``.
-After every power feed has polled once and a warm-up, it measures for ``--seconds``:
+with one secret. The gateways answer as slowly as real ones (``--latency``, default
+real: `shared.simulator.timing`); ``--fixture DIR`` makes every one serve that capture
+(each with its own serial) instead of the demo's generated shapes. It writes a site.yml
+(power every 1 s, inverters every 10 s, SQLite and Prometheus sinks) and runs the real
+supervisor on it as ``python -m supervisor --config``. After every power feed has polled
+once and a warm-up, it measures for ``--seconds``:
 
 * missed ticks: per feed, ticks between the first and last good poll of the window
-  minus good polls in it (skips and errors are listed by kind as well);
+  minus good polls in it (skips and errors are listed by kind as well); and
+  ``power_ticks``: good power polls in the window (each writes a reading) against the
+  ticks that fell due in it, summed over the gateways;
 * tick jitter of the power polls within the window (how late each poll started after
   it was due: its tick plus the gateway's phase, `supervisor.plan.stagger`), exactly:
   status.json keeps a cumulative per-feed histogram (1 ms buckets), and the difference
@@ -50,12 +55,13 @@ import time
 from collections import Counter, defaultdict
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import yaml
 
 from bench.supervise import child_map, read_status, uss_kib
+from shared.simulator.timing import parse_latency
 from supervisor.demo import EMAIL, PASSWORD, free_port, gateway_shape
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -66,19 +72,43 @@ INVERTERS_S = 10.0
 # --- simulators -------------------------------------------------------------------------
 
 
-def host_group(first: int, count: int, secret: bytes, conn: Connection) -> None:
+class Served(NamedTuple):
+    """What the simulated gateways serve, and how fast."""
+
+    fixture: Path | None  #: a capture folder for every gateway; None: the demo's shapes
+    latency: float  #: `shared.simulator.timing` scale: 1.0 real, 0.0 instant
+
+
+def make_gateway(index: int, served: Served, cloud: Any) -> Any:
+    from shared.simulator import SimulatedGateway
+
+    if served.fixture is None:
+        shape = gateway_shape(index)
+        return SimulatedGateway(
+            cloud=cloud,
+            seed=index + 1,
+            latency=served.latency,
+            **shape,  # type: ignore[arg-type]
+        )
+    return SimulatedGateway(
+        served.fixture,
+        cloud=cloud,
+        serial=f"{900000000001 + index}",
+        seed=index + 1,
+        latency=served.latency,
+    )
+
+
+def host_group(first: int, count: int, secret: bytes, served: Served, conn: Connection) -> None:
     """Process body: gateways number first..first+count-1 and a cloud, until EOF.
 
     Every group's cloud signs with one secret, so the first group's cloud issues tokens
     that every gateway accepts: one account, one token worker, as on a real site.
     """
-    from shared.simulator import SimulatedCloud, SimulatedGateway
+    from shared.simulator import SimulatedCloud
 
     with SimulatedCloud(accounts={EMAIL: PASSWORD}, token_secret=secret) as cloud:
-        gateways = [
-            SimulatedGateway(cloud=cloud, seed=i + 1, **gateway_shape(i))  # type: ignore[arg-type]
-            for i in range(first, first + count)
-        ]
+        gateways = [make_gateway(i, served, cloud) for i in range(first, first + count)]
         for gateway in gateways:
             gateway.start()
         conn.send((cloud.url, str(cloud.ca_file), [(g.url, g.serial) for g in gateways]))
@@ -88,7 +118,9 @@ def host_group(first: int, count: int, secret: bytes, conn: Connection) -> None:
             gateway.stop()
 
 
-def start_simulators(envoys: int, per: int) -> tuple[list[Any], list[Connection], list[Any]]:
+def start_simulators(
+    envoys: int, per: int, served: Served
+) -> tuple[list[Any], list[Connection], list[Any]]:
     ctx = multiprocessing.get_context("spawn")
     processes, pipes, groups = [], [], []
     secret = secrets.token_bytes(32)
@@ -96,7 +128,7 @@ def start_simulators(envoys: int, per: int) -> tuple[list[Any], list[Connection]
         ours, theirs = ctx.Pipe()
         process = ctx.Process(
             target=host_group,
-            args=(first, min(per, envoys - first), secret, theirs),
+            args=(first, min(per, envoys - first), secret, served, theirs),
             daemon=True,
         )
         process.start()
@@ -306,9 +338,11 @@ def spread(values: list[dict[str, float] | None]) -> dict[str, float | None]:
     }
 
 
-def measure(envoys: int, seconds: float, warmup: float, per: int, keep: bool) -> dict[str, Any]:
+def measure(
+    envoys: int, seconds: float, warmup: float, per: int, keep: bool, served: Served
+) -> dict[str, Any]:
     state_dir = Path(tempfile.mkdtemp(prefix=f"bench-scale-{envoys}-"))
-    processes, pipes, groups = start_simulators(envoys, per)
+    processes, pipes, groups = start_simulators(envoys, per, served)
     log = (state_dir / "supervisor.log").open("wb")
     supervisor = subprocess.Popen(
         [sys.executable, "-m", "supervisor", "--config", str(site_file(state_dir, groups))],
@@ -361,6 +395,7 @@ def measure(envoys: int, seconds: float, warmup: float, per: int, keep: bool) ->
 
     first, last = feed_counts(before), feed_counts(after)
     missed, errors = 0, Counter[str]()
+    power_written, power_due = 0, 0
     for key, end in last.items():
         start = first.get(key)
         if start is None or start["last_ok_ns"] is None or end["last_ok_ns"] is None:
@@ -369,12 +404,18 @@ def measure(envoys: int, seconds: float, warmup: float, per: int, keep: bool) ->
         expected = (end["last_ok_ns"] - start["last_ok_ns"]) // interval_ns
         missed += max(expected - (end["ok"] - start["ok"]), 0)
         errors.update(end["errors"] - start["errors"])
+        if key.endswith("/power"):
+            power_written += end["ok"] - start["ok"]
+            power_due += math.floor(elapsed / POWER_S)
     jitter = window_jitter(first, last)
     consumers = after.get("consumers", {})
     restarts = sum(w["restarts"] for w in after.get("workers", {}).values())
     result: dict[str, Any] = {
         "envoys": envoys,
+        "fixture": served.fixture.name if served.fixture else None,
+        "latency": served.latency,
         "seconds": round(elapsed, 1),
+        "power_ticks": {"written": power_written, "due": power_due},
         "missed_ticks": missed,
         "poll_errors": dict(errors),
         "restarts": restarts,
@@ -459,10 +500,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=10.0, help="after every gateway polled")
     parser.add_argument("--per-simulator", type=int, default=1, help="gateways per simulator")
     parser.add_argument("--keep", action="store_true", help="print each run's state dir")
+    parser.add_argument(
+        "--fixture", type=Path, metavar="DIR", help="every gateway serves this capture folder"
+    )
+    parser.add_argument(
+        "--latency",
+        type=parse_latency,
+        default="real",
+        metavar="real|instant|FACTOR",
+        help="simulated answer times (default: a real gateway's)",
+    )
     args = parser.parse_args(argv)
+    if args.fixture is not None and not (args.fixture / "info.xml").is_file():
+        parser.error(f"{args.fixture}: not a fixture folder (no info.xml)")
+    served = Served(args.fixture, args.latency)
     results = []
     for envoys in (int(n) for n in args.envoys.split(",")):
-        result = measure(envoys, args.seconds, args.warmup, args.per_simulator, args.keep)
+        result = measure(envoys, args.seconds, args.warmup, args.per_simulator, args.keep, served)
         results.append(result)
         print(orjson.dumps(result).decode(), flush=True)
     print(orjson.dumps(summary(results)).decode(), flush=True)

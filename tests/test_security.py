@@ -38,7 +38,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[chaos.Run]:
-    run = chaos.build_world(tmp_path_factory.mktemp("secure"), poll_s=1.0, with_db=True)
+    run = chaos.build_world(
+        tmp_path_factory.mktemp("secure"), poll_s=1.0, with_db=True, latency=INSTANT
+    )
     try:
         chaos.start_supervisor(run)
         db = run.state_dir / "envoy.sqlite3"

@@ -17,6 +17,7 @@ import pytest
 
 from bench import chaos
 from bench.chaos_audit import match_polls, session_pids, sqlite_ticks
+from shared.simulator import INSTANT
 from supervisor.journal import read_journal
 from supervisor.launch import JOURNAL_FILE
 from tests.supervisor.conftest import wait_for
@@ -26,7 +27,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[chaos.Run]:
-    world = chaos.build_world(tmp_path_factory.mktemp("handover"), poll_s=1.0, with_db=False)
+    world = chaos.build_world(
+        tmp_path_factory.mktemp("handover"), poll_s=1.0, with_db=False, latency=INSTANT
+    )
     try:
         yield world
     finally:
