@@ -37,7 +37,16 @@ if TYPE_CHECKING:
     from bench.chaos import Run
 
 IN_FLIGHT_S = 4.0  #: a poll (production + meters) finishes within this after its answer
-TICK_SLACK_S = 6.0  #: an answer comes at most this long after its tick (latency faults)
+TICK_SLACK_S = 6.0  #: an answer comes at most this long after its tick (latency faults),
+#: beyond the time the gateway takes to answer (`answer_range`)
+POLLED = "/production.json?details=1"  #: the request whose answers are audited
+
+
+def answer_range(run: Run, gateway: str) -> tuple[float, float]:
+    """The least and the most ``gateway`` takes to answer a poll: a reading answered up to
+    the most after an event (kill, fault) may have met it in flight; none is answered
+    sooner than the least after its tick."""
+    return run.gateways[gateway].answer_range_s(POLLED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,13 +137,14 @@ def growth(samples: list[ProcessSample], warm_s: float) -> dict[str, dict[str, f
 def excusals(run: Run, gateway: str) -> list[tuple[float, float]]:
     """Windows in which a reading of ``gateway`` may rightly never have been handed over."""
     windows = []
+    slow = answer_range(run, gateway)[1]
     for e in run.events:
         if e.kind.startswith("fault:") and e.target.startswith(gateway + "/"):
-            windows.append((e.at - IN_FLIGHT_S, e.at + e.duration_s + IN_FLIGHT_S))
+            windows.append((e.at - IN_FLIGHT_S, e.at + e.duration_s + IN_FLIGHT_S + slow))
         elif e.kind in ("kill", "sigstop") and e.target.split(":")[-1] == gateway:
-            windows.append((e.at - IN_FLIGHT_S, e.at + e.duration_s + 1))
+            windows.append((e.at - IN_FLIGHT_S, e.at + e.duration_s + 1 + slow))
         elif e.kind == "refuse-logins" and run.gateways[gateway].uses_tokens:
-            windows.append((e.at, e.at + e.duration_s + IN_FLIGHT_S))
+            windows.append((e.at, e.at + e.duration_s + IN_FLIGHT_S + slow))
         elif e.kind.startswith("supervisor-") and e.kind != "supervisor-start":
             windows.append((e.at - IN_FLIGHT_S, e.at + 30.0))
     return windows
@@ -144,14 +154,23 @@ def _inside(t: float, windows: list[tuple[float, float]]) -> bool:
     return any(start <= t <= end for start, end in windows)
 
 
-def match_polls(answers: list[float], rows: list[float], interval: float) -> list[float]:
-    """Answer times with no row of their own: each row (a tick) serves one answer after it."""
+def match_polls(
+    answers: list[float],
+    rows: list[float],
+    interval: float,
+    answer_s: tuple[float, float] = (0.0, 0.0),
+) -> list[float]:
+    """Answer times with no row of their own: each row (a tick) serves one answer after it,
+    at least the gateway's least answer time later and at most its most (``answer_s``)
+    plus `TICK_SLACK_S`. The least keeps an answer to a killed poller's request, answered
+    just after its successor's tick, from taking the row of the successor's answer."""
+    least, most = answer_s
     unmatched = []
     j = 0
     for t in sorted(answers):
-        while j < len(rows) and rows[j] < t - interval - TICK_SLACK_S:
+        while j < len(rows) and rows[j] < t - interval - TICK_SLACK_S - most:
             j += 1
-        if j < len(rows) and rows[j] <= t:
+        if j < len(rows) and rows[j] <= t - least:
             j += 1
         else:
             unmatched.append(t)
@@ -212,7 +231,7 @@ def audit_gateway(
     readings = list(run.served.get(name, {}).values())
     windows = excusals(run, name)
     answers = [r.time for r in readings if r.endpoint == "/production.json" and r.complete]
-    missing = match_polls(answers, ticks, run.poll_s)
+    missing = match_polls(answers, ticks, run.poll_s, answer_range(run, name))
     lost_polls = [t for t in missing if not _inside(t, windows)]
     served_reports: dict[tuple[str, int], list[float]] = defaultdict(list)
     for r in readings:

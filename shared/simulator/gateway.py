@@ -160,6 +160,11 @@ class SimulatedGateway:
         """The synthetic site behind a fixture-less gateway (tests read its truth)."""
         return self._generator
 
+    def answer_range_s(self, key: str) -> tuple[float, float]:
+        """The least and the most an answer for ``key`` (``/production.json?details=1``,
+        ..) takes once computed, faults and queueing aside: for audits' time windows."""
+        return self._timing.range_s(key, self._recorded(key))
+
     def start(self) -> None:
         self._server.start()
 

@@ -105,10 +105,17 @@ class Timing:
         """How long the answer for ``key`` takes once started (jitter drawn anew)."""
         if self.scale == 0:
             return 0.0
-        base = default_s(key) if recorded is None else recorded
         with self._rng_lock:
             factor = self._rng.uniform(1 - JITTER, 1 + JITTER)
-        return base * factor * self.scale
+        return self._nominal_s(key, recorded) * factor
+
+    def range_s(self, key: str, recorded: float | None = None) -> tuple[float, float]:
+        """The least and the most an answer for ``key`` takes once started (no queueing)."""
+        nominal = self._nominal_s(key, recorded)
+        return nominal * (1 - JITTER), nominal * (1 + JITTER)
+
+    def _nominal_s(self, key: str, recorded: float | None) -> float:
+        return (default_s(key) if recorded is None else recorded) * self.scale
 
     def answer(self, key: str, recorded: float | None, stopping: threading.Event) -> None:
         """Wait as long as the gateway takes for ``key`` (queued behind the backend when

@@ -212,3 +212,17 @@ def test_stopping_releases_requests_waiting_for_the_backend() -> None:
         thread.join(TIMEOUT)
     assert not any(thread.is_alive() for thread in threads)
     assert len(outcomes) == 3
+
+
+def test_the_answer_range_is_the_recorded_or_table_time_and_the_jitter() -> None:
+    with (
+        SimulatedGateway(TIMED, latency=SCALE) as timed,
+        SimulatedGateway(seed=1, latency=REAL) as generated,
+        SimulatedGateway(seed=1, latency=INSTANT) as instant,
+    ):
+        least, most = timed.answer_range_s("/production.json")
+        assert (least, most) == pytest.approx(
+            (5.041 * SCALE * (1 - JITTER), 5.041 * SCALE * (1 + JITTER))
+        )
+        assert generated.answer_range_s("/home")[1] == pytest.approx(9.3 * (1 + JITTER))
+        assert instant.answer_range_s("/production.json?details=1") == (0, 0)
