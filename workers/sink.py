@@ -10,6 +10,13 @@ is the same for every sink type; what "store" means is the backend's business
    between 1 and 3 gets the same batches again after its restart; the stores are
    idempotent per series and timestamp, so that is harmless.
 
+When the state dir's disk is full or failing (`shared.storage`), `accept` raises and the
+sink does not acknowledge: it keeps the deliveries it holds (at most `MAX_HELD`, oldest
+dropped and counted, as the router does for its copy), reports the episode once, and
+tries them again every `RETRY_S` together with whatever arrived meanwhile. The router
+keeps its own copy until the acknowledgement, so a sink killed meanwhile loses nothing
+either. Nothing is acknowledged before it is durable.
+
 On `Stop` the backend gets a bounded time to push what it holds to its database, then the
 process exits; anything still spooled is replayed on the next start.
 
@@ -40,11 +47,14 @@ from shared.messages import (
     Stop,
 )
 from shared.percentiles import percentiles
+from shared.storage import StorageEpisode, is_storage_error
 from workers.mailbox import Mailbox
 
 DRAIN_S = 5.0  #: on Stop, how long the backend may keep pushing to its database
 STATUS_EVERY_S = 5.0
 LAG_WINDOW = 1000  #: batches over which the commit lag percentiles are reported
+RETRY_S = 1.0  #: while the disk is full, how often held batches are tried again
+MAX_HELD = 100_000  #: deliveries held while they cannot be stored (the router's bound)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,23 +123,73 @@ class CommitLag:
         return replace(status, commit_lag_p50_ms=lag["p50"], commit_lag_p99_ms=lag["p99"])
 
 
+class Held:
+    """Deliveries the backend could not store because of the disk, oldest first."""
+
+    def __init__(self, storage: StorageEpisode, max_held: int = MAX_HELD) -> None:
+        self.storage = storage
+        self._max = max_held
+        self.deliveries: deque[Deliver] = deque()
+        self.dropped = 0  #: deliveries dropped because too many were held, ever
+        self.retry_at = 0.0
+
+    def due(self, now: float) -> bool:
+        return bool(self.deliveries) and now >= self.retry_at
+
+    def add(self, deliveries: Sequence[Deliver]) -> None:
+        self.deliveries.extend(deliveries)
+        while len(self.deliveries) > self._max:
+            self.deliveries.popleft()
+            self.dropped += 1
+
+    def keep(self, deliveries: Sequence[Deliver], exc: BaseException, now: float) -> None:
+        self.storage.failed(exc)
+        self.add(deliveries)
+        self.retry_at = now + RETRY_S
+
+    def take(self) -> list[Deliver]:
+        taken = list(self.deliveries)
+        self.deliveries.clear()
+        return taken
+
+    def stamp(self, status: SinkStatus) -> SinkStatus:
+        return replace(
+            status, dropped=status.dropped + self.dropped, storage_error=self.storage.error
+        )
+
+
 def run(settings: SinkSettings, mailbox: Mailbox) -> None:
     log = structlog.get_logger().bind(worker=mailbox.worker)
     backend = open_backend(settings, log)
     lag = CommitLag()
+    held = Held(StorageEpisode(log, settings.state_dir, "batches not yet stored"))
     next_status = 0.0
     try:
         while True:
             if time.monotonic() >= next_status:
                 next_status = time.monotonic() + STATUS_EVERY_S
-                mailbox.send(lag.stamp(backend.status()))
-            messages = mailbox.receive(timeout=1.0)
+                mailbox.send(held.stamp(lag.stamp(backend.status())))
+            messages = mailbox.receive(timeout=RETRY_S)
             deliveries = [m for m in messages if isinstance(m, Deliver)]
-            if deliveries:
+            now = time.monotonic()
+            if held.deliveries and not held.due(now):
+                held.add(deliveries)  # the disk is still full, likely
+            elif deliveries or held.deliveries:
+                deliveries = held.take() + deliveries
+                was_full = bool(held.storage.error)
                 batches = [d.batch for d in deliveries]
-                backend.accept(batches)
-                lag.committed(batches)
-                mailbox.send(Delivered(deliveries[-1].seq))
+                try:
+                    backend.accept(batches)
+                except Exception as exc:
+                    if not is_storage_error(exc):
+                        raise
+                    held.keep(deliveries, exc, now)
+                else:
+                    held.storage.ok()
+                    lag.committed(batches)
+                    mailbox.send(Delivered(deliveries[-1].seq))
+                if was_full != bool(held.storage.error):
+                    next_status = 0.0  # the episode began or ended: say so now
             for message in messages:
                 if isinstance(message, Stop):
                     deadline = time.monotonic() + DRAIN_S
