@@ -12,6 +12,7 @@ Any other error still propagates. No files, no channels.
 from __future__ import annotations
 
 import errno
+import os
 import sqlite3
 
 import structlog
@@ -62,3 +63,11 @@ class StorageEpisode:
             )
         self.error = ""
         self.failures = 0
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """All of ``data`` to ``fd``: ``os.write`` writes part of it when the disk fills (the
+    next call then raises ENOSPC), so a single call would stop short without an error."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]

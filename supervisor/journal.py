@@ -46,7 +46,7 @@ from pathlib import Path
 import structlog
 
 from shared.messages import Batch
-from shared.storage import StorageEpisode, is_storage_error
+from shared.storage import StorageEpisode, is_storage_error, write_all
 
 log = structlog.get_logger(worker="supervisor")
 
@@ -130,7 +130,7 @@ class Journal:
         try:
             if self._fd < 0:
                 self._open()
-            _write_all(self._fd, _record(ident, batch))
+            write_all(self._fd, _record(ident, batch))
         except OSError as exc:
             self._failed(exc)
             return
@@ -170,7 +170,7 @@ class Journal:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
             try:
                 for ident, batch in self._live.items():
-                    _write_all(fd, _record(ident, batch))
+                    write_all(fd, _record(ident, batch))
             finally:
                 os.close(fd)
         except OSError:
@@ -184,13 +184,6 @@ class Journal:
 def _record(ident: int, batch: Batch | None) -> bytes:
     data = pickle.dumps((ident, batch), protocol=pickle.HIGHEST_PROTOCOL)
     return _HEADER.pack(len(data)) + data
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    """``os.write`` may write part of the data when the disk fills; the next call raises."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 def read_journal(path: Path) -> dict[int, Batch]:

@@ -7,7 +7,8 @@ file; they never talk to the supervisor process. No channels.
 
 On a full disk (`shared.storage`) the temp file cannot be written: the status is then
 written over the old file in place, which needs no new space while it is no longer than
-the old one (a reader may then catch half a file: it reads as "no status" once). When
+the old one (every file is padded with `RESERVE_BYTES` of spaces for that; a reader may
+catch half a file written in place: it reads as "no status" once). When
 even that fails, the publish is skipped and retried a second later. ``storage_errors``
 in the file names every writer that cannot write, the sinks' included.
 """
@@ -27,11 +28,12 @@ import structlog
 
 from shared.messages import GatewayInfo, PollReport, SelfMetrics
 from shared.percentiles import percentiles
-from shared.storage import StorageEpisode, is_storage_error
+from shared.storage import StorageEpisode, is_storage_error, write_all
 from supervisor.policy import ChildState
 
 STATUS_FILE = "status.json"
 PUBLISH_EVERY_S = 1.0
+RESERVE_BYTES = 16 * 1024  #: room for the status to grow while the disk is full
 #: the supervisor's own writers to the state dir, as named in ``storage_errors``
 OWN_WRITERS = ("journal", "status")
 
@@ -55,7 +57,9 @@ class FeedStatus:
 class StatusBoard:
     def __init__(self, state_dir: Path, clock: Callable[[], float] = time.time) -> None:
         self.path = state_dir / STATUS_FILE
-        self.storage = StorageEpisode(structlog.get_logger(worker="supervisor"), self.path, "")
+        self.storage = StorageEpisode(
+            structlog.get_logger(worker="supervisor"), self.path, "what status and /healthz show"
+        )
         self.journal_error = ""  #: the handover journal's current storage error, if any
         self._clock = clock
         self._started = clock()
@@ -172,7 +176,10 @@ class StatusBoard:
         self.storage.ok()
 
     def _encoded(self) -> bytes:
-        return orjson.dumps(self.snapshot(), option=orjson.OPT_INDENT_2)
+        data = orjson.dumps(self.snapshot(), option=orjson.OPT_INDENT_2)
+        # Trailing spaces (valid JSON) keep RESERVE_BYTES spare in the file's own blocks
+        # for the status written in place while the disk is full.
+        return data.ljust(len(data) + RESERVE_BYTES)
 
     def self_metrics(self, token_expiry: dict[str, int]) -> SelfMetrics:
         """The counters the Prometheus exporter shows about the logger itself."""
@@ -206,14 +213,11 @@ class StatusBoard:
 
 
 def _overwrite(path: Path, data: bytes) -> None:
-    """Write ``data`` over the file's own blocks (no temp file: for when the disk is full)."""
+    """Write ``data`` over the file's own blocks (no temp file: for when the disk is full),
+    padded to the old size so that the reserve stays for the next time."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
-        view = memoryview(data)
-        offset = 0
-        while offset < len(data):
-            offset += os.pwrite(fd, view[offset:], offset)
-        os.ftruncate(fd, len(data))
+        write_all(fd, data.ljust(os.fstat(fd).st_size))
     finally:
         os.close(fd)
 

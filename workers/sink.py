@@ -162,7 +162,9 @@ def run(settings: SinkSettings, mailbox: Mailbox) -> None:
     log = structlog.get_logger().bind(worker=mailbox.worker)
     backend = open_backend(settings, log)
     lag = CommitLag()
-    held = Held(StorageEpisode(log, settings.state_dir, "batches not yet stored"))
+    held = Held(
+        StorageEpisode(log, settings.state_dir, f"batches not yet stored by {mailbox.worker}")
+    )
     next_status = 0.0
     try:
         while True:
