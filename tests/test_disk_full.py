@@ -1,9 +1,10 @@
-"""A full state dir during a real run: the logger stays up, says so, and loses nothing.
+"""A full state dir: every writer copes, and in a real run nothing is lost.
 
 The state dir is a small tmpfs made by the test (root or CAP_SYS_ADMIN needed; skipped
-otherwise). The supervisor runs with two simulated gateways, the SQLite sink, the
-Prometheus exporter and ``/healthz``; a big file then fills the tmpfs for several polls
-and is removed again.
+otherwise), filled with a big file and freed again. First each writer on its own (journal,
+status.json, SQLite store, spool, daily state, the sink's holding of batches); then the
+supervisor with two simulated gateways, the SQLite sink, the Prometheus exporter and
+``/healthz``, filled for several polls.
 """
 
 from __future__ import annotations
@@ -19,14 +20,20 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import structlog
+from structlog.testing import capture_logs
 
+from shared.messages import Deliver, PowerBatch, SinkStatus
+from shared.points import Point
+from shared.storage import StorageEpisode, is_storage_error
+from supervisor.journal import Journal, read_journal
+from supervisor.status import StatusBoard, read_status
 from tests.servers import free_port
 from tests.supervisor.conftest import Site, start_site, stop_site, wait_for
-
-pytestmark = pytest.mark.slow
 
 FS_SIZE = "16m"
 FULL_EVENT = "cannot write to the state dir (disk full or failing)"
@@ -60,6 +67,139 @@ def fill(path: Path) -> None:
                 assert exc.errno == errno.ENOSPC, exc
 
 
+@dataclass
+class SmallDisk:
+    root: Path
+
+    def fill(self) -> None:
+        fill(self.root / "filler")
+
+    def free(self) -> None:
+        (self.root / "filler").unlink()
+
+
+@pytest.fixture
+def disk(tmp_path: Path) -> Iterator[SmallDisk]:
+    with small_tmpfs(tmp_path / "disk") as root:
+        yield SmallDisk(root)
+
+
+def full_events(logs: list[dict[str, object]]) -> list[dict[str, object]]:
+    return [e for e in logs if str(e["event"]).startswith(FULL_EVENT)]
+
+
+def test_the_journal_keeps_batches_in_memory_while_full_and_catches_up_when_freed(
+    disk: SmallDisk,
+) -> None:
+    now = [0.0]
+    journal = Journal(disk.root / "handover.journal", clock=lambda: now[0])
+    journal.recover()
+    journal.add(PowerBatch("garage", 1, ()))
+    disk.fill()
+    with capture_logs() as logs:
+        for tick in range(2, 200):
+            journal.add(PowerBatch("garage", tick, ()))
+            now[0] += 0.1
+    assert journal.outstanding() == 199
+    assert journal.storage.error and len(full_events(logs)) == 1
+    disk.free()
+    now[0] += 1.0
+    journal.add(PowerBatch("garage", 200, ()))  # the retry: a whole rewrite
+    assert not journal.storage.error
+    assert [b.tick_ns for b in read_journal(journal.path).values()] == list(range(1, 201))
+    journal.close()
+
+
+def test_status_json_says_disk_full_written_in_place_and_clears_when_freed(
+    disk: SmallDisk,
+) -> None:
+    board = StatusBoard(disk.root)
+    board.publish(force=True)
+    disk.fill()
+    board.consumer("sink:db", storage_error="database or disk is full")
+    with capture_logs() as logs:
+        board.publish(force=True)
+        board.publish(force=True)
+    shown = read_status(disk.root)
+    assert shown is not None
+    assert set(shown["storage_errors"]) == {"status", "sink:db"}
+    assert len(full_events(logs)) == 1
+    assert not (disk.root / "status.tmp").exists(), "no partial temp file left"
+    disk.free()
+    board.consumer("sink:db", storage_error="")
+    board.publish(force=True)
+    board.publish(force=True)  # the first still named the episode that just ended
+    assert read_status(disk.root)["storage_errors"] == {}  # type: ignore[index]
+
+
+def test_sqlite_store_and_spool_raise_a_storage_error_when_full_and_work_once_freed(
+    disk: SmallDisk,
+) -> None:
+    from workers.spool import Spool
+    from workers.sqlite_store import SqliteStore
+
+    def point(t: int) -> Point:
+        return Point(
+            "power", {"envoy": "garage", "measurement_type": "production"}, {"p_w": 1.0}, t
+        )
+
+    store = SqliteStore(disk.root / "envoy.sqlite3")
+    spool = Spool(disk.root / "spool.sqlite3", max_bytes=1 << 30)
+    store.write([point(0)])
+    disk.fill()
+    with pytest.raises(Exception) as failed:
+        store.write([point(t) for t in range(1, 20_000)])
+    assert is_storage_error(failed.value), failed.value
+    with pytest.raises(Exception) as failed:
+        for _ in range(1000):
+            spool.put(b"x" * 4096, "high")
+    assert is_storage_error(failed.value), failed.value
+    disk.free()
+    store.write([point(t) for t in range(1, 20_000)])
+    assert store.count("power") == 20_000
+    spool.put(b"x", "high")
+    store.close()
+    spool.close()
+
+
+def test_the_daily_state_save_survives_a_full_disk_and_saves_once_freed(
+    disk: SmallDisk,
+) -> None:
+    from zoneinfo import ZoneInfo
+
+    from workers.daily import DailyEnergyTracker
+
+    path = disk.root / "garage.json"
+    tracker = DailyEnergyTracker("garage", ZoneInfo("UTC"), {}, 3600, path)
+    disk.fill()
+    with capture_logs() as logs:
+        tracker.save()
+        tracker.save()
+    assert tracker.storage.error and len(full_events(logs)) == 1
+    assert not path.exists() and not path.with_name("garage.json.tmp").exists()
+    disk.free()
+    tracker.save()
+    assert path.exists() and not tracker.storage.error
+
+
+def test_the_sink_holds_what_it_could_not_store_within_a_bound_and_counts_the_rest() -> None:
+    from workers.sink import Held
+
+    held = Held(StorageEpisode(structlog.get_logger(), "/state", "batches"), max_held=3)
+    full = OSError(errno.ENOSPC, "No space left on device")
+    held.keep(
+        [Deliver(1, PowerBatch("garage", 1, ())), Deliver(2, PowerBatch("garage", 2, ()))],
+        full,
+        0.0,
+    )
+    held.add([Deliver(3, PowerBatch("garage", 3, ())), Deliver(4, PowerBatch("garage", 4, ()))])
+    assert not held.due(0.5) and held.due(1.0)
+    assert [d.seq for d in held.take()] == [2, 3, 4]
+    status = held.stamp(SinkStatus(dropped=2))
+    assert status.dropped == 3 and status.storage_error
+    assert not is_storage_error(OSError(errno.EACCES, "Permission denied"))
+
+
 def http_get(url: str) -> tuple[int, bytes]:
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
@@ -88,6 +228,7 @@ def log_events(site: Site) -> list[dict[str, object]]:
     return events
 
 
+@pytest.mark.slow
 def test_a_full_state_dir_keeps_the_logger_up_and_loses_no_tick_once_space_returns(
     tmp_path: Path,
 ) -> None:

@@ -154,7 +154,9 @@ class Held:
 
     def stamp(self, status: SinkStatus) -> SinkStatus:
         return replace(
-            status, dropped=status.dropped + self.dropped, storage_error=self.storage.error
+            status,
+            dropped=status.dropped + self.dropped,
+            storage_error=self.storage.error or status.storage_error,
         )
 
 
