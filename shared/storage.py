@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import sqlite3
+from collections.abc import Callable
 
 import structlog
 
@@ -71,3 +72,20 @@ def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def tolerant_write(episode: StorageEpisode, write: Callable[[], None]) -> bool:
+    """Run ``write``; a storage error is reported on ``episode`` instead of raised.
+
+    For small files whose content the caller keeps in memory anyway (token cache, login
+    cooldown, pinned certificate): the next write tries again. False when it failed.
+    """
+    try:
+        write()
+    except OSError as exc:
+        if not is_storage_error(exc):
+            raise
+        episode.failed(exc)
+        return False
+    episode.ok()
+    return True

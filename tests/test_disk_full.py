@@ -182,6 +182,26 @@ def test_the_daily_state_save_survives_a_full_disk_and_saves_once_freed(
     assert path.exists() and not tracker.storage.error
 
 
+def test_token_cache_login_state_and_pin_stores_survive_a_full_disk(disk: SmallDisk) -> None:
+    from shared.pinning import PinStore
+    from shared.tokens import LoginState, TokenCache
+
+    cache = TokenCache(disk.root, "home")
+    pins = PinStore(disk.root, "envoy.local")
+    disk.fill()
+    with capture_logs() as logs:
+        cache.store_tokens({"122": "jwt"})
+        cache.store_login(LoginState(failures=1))
+        pins.store("ab" * 32)
+    assert len(full_events(logs)) == 2, "one line per writer and episode"
+    assert cache.storage.error and pins.storage.error
+    disk.free()
+    cache.store_tokens({"122": "jwt"})
+    pins.store("ab" * 32)
+    assert cache.load_tokens() == {"122": "jwt"} and pins.load() == "ab" * 32
+    assert not cache.storage.error and not pins.storage.error
+
+
 def test_the_sink_holds_what_it_could_not_store_within_a_bound_and_counts_the_rest() -> None:
     from workers.sink import Held
 

@@ -59,7 +59,7 @@ from shared.messages import (
     PowerBatch,
     Tags,
 )
-from shared.storage import StorageEpisode, is_storage_error, write_all
+from shared.storage import StorageEpisode, tolerant_write, write_all
 
 log = structlog.get_logger(__name__)
 
@@ -175,15 +175,10 @@ class DailyEnergyTracker:
         (the tracker itself saves only periodically, while no day is pending)."""
         if self._state_path is None:
             return
-        try:
-            _write_atomic(self._state_path, json.dumps(self._state()).encode())
-        except OSError as exc:
-            if not is_storage_error(exc):
-                raise
-            self.storage.failed(exc)  # _saved_ns stays: the next batch tries again
-            return
-        self.storage.ok()
-        self._saved_ns = self._clock_ns
+        path, data = self._state_path, json.dumps(self._state()).encode()
+        # On a full disk _saved_ns stays: the next batch tries again.
+        if tolerant_write(self.storage, lambda: _write_atomic(path, data)):
+            self._saved_ns = self._clock_ns
 
     # --- meters -------------------------------------------------------------------------
 
