@@ -13,7 +13,8 @@ is the same for every sink type; what "store" means is the backend's business
 When the state dir's disk is full or failing (`shared.storage`), `accept` raises and the
 sink does not acknowledge: it keeps the deliveries it holds (at most `MAX_HELD`, oldest
 dropped and counted, as the router does for its copy), reports the episode once, and
-tries them again every `RETRY_S` together with whatever arrived meanwhile. The router
+tries them again every `RETRY_S` together with whatever arrived meanwhile (oldest first,
+`STORE_CHUNK` per transaction). The router
 keeps its own copy until the acknowledgement, so a sink killed meanwhile loses nothing
 either. Nothing is acknowledged before it is durable.
 
@@ -55,6 +56,7 @@ STATUS_EVERY_S = 5.0
 LAG_WINDOW = 1000  #: batches over which the commit lag percentiles are reported
 RETRY_S = 1.0  #: while the disk is full, how often held batches are tried again
 MAX_HELD = 100_000  #: deliveries held while they cannot be stored (the router's bound)
+STORE_CHUNK = 1000  #: deliveries stored (and acknowledged) per transaction at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +126,8 @@ class CommitLag:
 
 
 class Held:
-    """Deliveries the backend could not store because of the disk, oldest first."""
+    """Deliveries received and not yet stored, oldest first: only more than a moment
+    while the disk is full."""
 
     def __init__(self, storage: StorageEpisode, max_held: int = MAX_HELD) -> None:
         self.storage = storage
@@ -138,19 +141,22 @@ class Held:
 
     def add(self, deliveries: Sequence[Deliver]) -> None:
         self.deliveries.extend(deliveries)
+        self._bound()
+
+    def take(self, most: int) -> list[Deliver]:
+        return [self.deliveries.popleft() for _ in range(min(most, len(self.deliveries)))]
+
+    def keep(self, deliveries: Sequence[Deliver], exc: BaseException, now: float) -> None:
+        """``deliveries`` (just taken) could not be stored: back to the front, retry later."""
+        self.storage.failed(exc)
+        self.deliveries.extendleft(reversed(deliveries))
+        self._bound()
+        self.retry_at = now + RETRY_S
+
+    def _bound(self) -> None:
         while len(self.deliveries) > self._max:
             self.deliveries.popleft()
             self.dropped += 1
-
-    def keep(self, deliveries: Sequence[Deliver], exc: BaseException, now: float) -> None:
-        self.storage.failed(exc)
-        self.add(deliveries)
-        self.retry_at = now + RETRY_S
-
-    def take(self) -> list[Deliver]:
-        taken = list(self.deliveries)
-        self.deliveries.clear()
-        return taken
 
     def stamp(self, status: SinkStatus) -> SinkStatus:
         return replace(
@@ -158,6 +164,28 @@ class Held:
             dropped=status.dropped + self.dropped,
             storage_error=self.storage.error or status.storage_error,
         )
+
+
+def store(backend: Backend, held: Held, lag: CommitLag, mailbox: Mailbox) -> None:
+    """Store what is held, oldest first, acknowledging each chunk once it is durable.
+
+    In chunks, beating between them: after a long full-disk episode up to `MAX_HELD`
+    deliveries wait, more than one transaction should carry or the watchdog allow.
+    """
+    while held.deliveries:
+        chunk = held.take(STORE_CHUNK)
+        batches = [d.batch for d in chunk]
+        try:
+            backend.accept(batches)
+        except Exception as exc:
+            if not is_storage_error(exc):
+                raise
+            held.keep(chunk, exc, time.monotonic())
+            return
+        held.storage.ok()
+        lag.committed(batches)
+        mailbox.send(Delivered(chunk[-1].seq))
+        mailbox.beat()
 
 
 def run(settings: SinkSettings, mailbox: Mailbox) -> None:
@@ -174,24 +202,10 @@ def run(settings: SinkSettings, mailbox: Mailbox) -> None:
                 next_status = time.monotonic() + STATUS_EVERY_S
                 mailbox.send(held.stamp(lag.stamp(backend.status())))
             messages = mailbox.receive(timeout=RETRY_S)
-            deliveries = [m for m in messages if isinstance(m, Deliver)]
-            now = time.monotonic()
-            if held.deliveries and not held.due(now):
-                held.add(deliveries)  # the disk is still full, likely
-            elif deliveries or held.deliveries:
-                deliveries = held.take() + deliveries
+            held.add([m for m in messages if isinstance(m, Deliver)])
+            if held.due(time.monotonic()):
                 was_full = bool(held.storage.error)
-                batches = [d.batch for d in deliveries]
-                try:
-                    backend.accept(batches)
-                except Exception as exc:
-                    if not is_storage_error(exc):
-                        raise
-                    held.keep(deliveries, exc, now)
-                else:
-                    held.storage.ok()
-                    lag.committed(batches)
-                    mailbox.send(Delivered(deliveries[-1].seq))
+                store(backend, held, lag, mailbox)
                 if was_full != bool(held.storage.error):
                     next_status = 0.0  # the episode began or ended: say so now
             for message in messages:
