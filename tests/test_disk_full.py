@@ -315,3 +315,20 @@ def test_a_full_state_dir_keeps_the_logger_up_and_loses_no_tick_once_space_retur
         assert "Traceback" not in site.log.read_text(errors="replace")
         restarts = {n: w["restarts"] for n, w in site.status()["workers"].items()}
         assert set(restarts.values()) == {0}, f"no worker was disturbed: {restarts}"
+
+
+def test_healthz_and_the_status_command_say_disk_full_while_a_writer_cannot_write() -> None:
+    from supervisor.commands.status import render
+    from supervisor.health import assess
+
+    status = {"started_s": 0.0, "feeds": {}, "storage_errors": {"journal": "[Errno 28] ..."}}
+    code, body = assess(status, {}, 1.0)
+    assert (code, body["status"], body["storage_errors"]) == (
+        503,
+        "disk full",
+        {"journal": "[Errno 28] ..."},
+    )
+    assert assess({**status, "storage_errors": {}}, {}, 1.0)[0] == 200
+    lines = render(status, 1.0)
+    assert any(line.startswith("disk full or failing") for line in lines)
+    assert any(line.startswith("journal") and "Errno 28" in line for line in lines)
