@@ -160,6 +160,12 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
         "reserved",
     ),
     (
+        "inverter tag named like the daily series' direction",
+        with_(MINIMAL, **{"envoys.0.inverters": {"123": {"direction": "east"}}}),
+        "envoys[0].inverters.123.direction",
+        "reserved",
+    ),
+    (
         "tag name starting with a digit",
         with_(MINIMAL, **{"envoys.0.inverters": {"1": {"2a": "x"}}}),
         "envoys[0].inverters.1.2a",
