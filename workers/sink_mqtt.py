@@ -160,8 +160,9 @@ class Link:
     def _on_disconnect(
         self, _client: mqtt.Client, _u: object, _f: object, rc: ReasonCode, _p: object
     ) -> None:
+        was_up = self.connected.is_set()
         self.connected.clear()
-        if rc.is_failure:
+        if was_up and rc.is_failure:  # not after a refused CONNACK: that error stands
             self._failed(f"mqtt broker {self._where} lost: {rc}, reconnecting")
 
     def _on_message(self, client: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
