@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import random
 import shutil
 import socket
 import subprocess
@@ -53,6 +54,28 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def free_fixed_port() -> int:
+    """A free loopback port below the ephemeral range, for a server that is restarted.
+
+    A client retrying a connection to a stopped server on an ephemeral port can be given
+    that very port as its own source port and connect to itself (TCP simultaneous open),
+    holding the port so the server cannot bind it again. Outside the range that cannot be.
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(100):
+        port = random.randrange(max(1024, low - 12000), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 class ServerProcess:
@@ -290,8 +313,14 @@ class Mosquitto(ServerProcess):
     stop and start, so a test can count what arrived across a broker restart.
     """
 
-    def __init__(self, workdir: Path, users: dict[str, str] | None = None) -> None:
-        port = free_port()
+    def __init__(
+        self,
+        workdir: Path,
+        users: dict[str, str] | None = None,
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
+        """``tls``: (certificate chain, key) files; the listener then speaks only TLS."""
+        port = free_fixed_port()  # tests stop and start it while clients keep retrying
         conf = workdir / "mosquitto.conf"
         lines = [
             # as root, mosquitto would switch to the mosquitto user, who cannot write here
@@ -300,6 +329,8 @@ class Mosquitto(ServerProcess):
             "persistence true",
             f"persistence_location {workdir}/",
         ]
+        if tls:
+            lines += [f"certfile {tls[0]}", f"keyfile {tls[1]}"]
         if users:
             passwords = workdir / "passwords"
             for i, (user, password) in enumerate(users.items()):

@@ -19,6 +19,7 @@ paho-mqtt is an optional extra; `shared.config_loader` refuses an mqtt sink with
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -155,7 +156,10 @@ class Link:
         self.connected.set()
 
     def _on_connect_fail(self, _client: mqtt.Client, _u: object) -> None:
-        self._failed(f"mqtt broker {self._where} unreachable: cannot connect, retrying")
+        # paho calls this from within its `except OSError`, without passing the error
+        error = sys.exc_info()[1]
+        why = " ".join(str(error).split()) if error is not None else "cannot connect"
+        self._failed(f"mqtt broker {self._where} unreachable: {why}, retrying")
 
     def _on_disconnect(
         self, _client: mqtt.Client, _u: object, _f: object, rc: ReasonCode, _p: object

@@ -19,13 +19,14 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 import structlog
+import trustme
 from paho.mqtt.enums import CallbackAPIVersion
 from structlog.testing import capture_logs
 
 from shared.config import MqttSinkConfig
 from shared.messages import PowerBatch, PowerSample, SelfMetrics
 from tests.conftest import MQTT_USERS
-from tests.servers import Mosquitto, free_port
+from tests.servers import Mosquitto, free_port, missing
 from tests.supervisor.conftest import Site, start_site, stop_site, wait_for
 from workers.sink_mqtt import MqttBackend
 
@@ -93,6 +94,7 @@ def tick(i: int, envoy: str = "garage") -> PowerBatch:
 
 
 def backend(tmp_path: Path, broker: Mosquitto, **keys: Any) -> MqttBackend:
+    tmp_path.mkdir(exist_ok=True)
     config = MqttSinkConfig(name="mq", host="127.0.0.1", port=broker.port, **keys)
     return MqttBackend(config, tmp_path, structlog.get_logger(), {"garage": 1.0})
 
@@ -223,12 +225,59 @@ def test_an_unreachable_broker_is_one_line_and_the_batches_wait_in_the_spool(
         sink.accept([tick(1), tick(2)])
         wait_for(lambda: sink.status().last_error, 20, "the connection failure")
         assert sink.status().last_error == (
-            f"mqtt broker 127.0.0.1:{port} unreachable: cannot connect, retrying"
+            f"mqtt broker 127.0.0.1:{port} unreachable: [Errno 111] Connection refused, retrying"
         )
         # two discovery configs, then the power and energy states of two ticks
         assert sink.status().spool_items == 6
     finally:
         sink.close()
+
+
+@pytest.mark.servers
+def test_tls_with_a_ca_file_verifies_the_broker(tmp_path: Path) -> None:
+    if missing("mosquitto"):
+        pytest.skip("mosquitto is not installed: apt-get install mosquitto, as .ci/run does")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    chain, key, ca_file = tmp_path / "chain.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    cert.private_key_pem.write_to_path(str(key))
+    cert.cert_chain_pems[0].write_to_path(str(chain))
+    ca.cert_pem.write_to_path(str(ca_file))
+    broker = Mosquitto(tmp_path, tls=(chain, key))
+    broker.start()
+    try:
+        trusted = backend(tmp_path / "trusted", broker, ca_file=ca_file)
+        try:
+            trusted.accept([tick(1)])
+            wait_for(lambda: trusted.status().last_write_ok_s, 20, "a write over TLS")
+        finally:
+            trusted.close()
+        other = tmp_path / "other-ca.pem"
+        trustme.CA().cert_pem.write_to_path(str(other))
+        refused = backend(tmp_path / "untrusted", broker, ca_file=other)
+        try:
+            refused.accept([tick(1)])
+            wait_for(lambda: refused.status().last_error, 20, "the failed verification")
+            assert "CERTIFICATE_VERIFY_FAILED" in refused.status().last_error
+            assert refused.status().spool_items == 4  # nothing sent to an unverified broker
+        finally:
+            refused.close()
+    finally:
+        broker.stop()
+
+
+def test_the_spool_is_bounded_while_the_broker_is_unreachable(tmp_path: Path) -> None:
+    config = MqttSinkConfig(name="mq", host="127.0.0.1", port=free_port(), spool_max_mb=0.002)
+    sink = MqttBackend(config, tmp_path, structlog.get_logger())
+    try:
+        for i in range(100):
+            sink.accept([tick(i)])
+        status = sink.status()
+    finally:
+        sink.close()
+    assert status.spool_bytes <= 0.002 * 1024 * 1024
+    assert status.dropped > 0
+    assert status.spool_items + status.dropped == 202  # two discovery configs, 2 x 100 states
 
 
 # --- through the real supervisor --------------------------------------------------------
