@@ -220,6 +220,8 @@ class SelfMetrics:
     spool_depth: tuple[tuple[str, int], ...] = ()  #: (sink name, points waiting)
     token_expiry_s: tuple[tuple[str, int], ...] = ()  #: (envoy, the token's exp, epoch s)
     last_success_ns: tuple[tuple[str, str, int], ...] = ()  #: (envoy, feed, UTC ns)
+    #: (envoy, serial, firmware) of each gateway read from its /info (the MQTT devices)
+    gateways: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

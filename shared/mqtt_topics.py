@@ -168,8 +168,11 @@ def value_template(path: tuple[str, ...]) -> str:
     return "{{ value_json" + "".join(f"[{json.dumps(key)}]" for key in path) + " }}"
 
 
-def discovery(prefix: str, discovery_prefix: str, sensor: Sensor, serial: str | None) -> Message:
-    """The retained discovery config of one sensor, as Home Assistant reads it."""
+def discovery(
+    prefix: str, discovery_prefix: str, sensor: Sensor, serial: str, firmware: str = ""
+) -> Message:
+    """The retained discovery config of one sensor, as Home Assistant reads it; the
+    device is the gateway, identified by its serial so it survives a rename."""
     uid = unique_id(sensor)
     power = sensor.device_class == "power"
     config = {
@@ -187,11 +190,12 @@ def discovery(prefix: str, discovery_prefix: str, sensor: Sensor, serial: str | 
             {"topic": availability_topic(prefix, sensor.envoy)},
         ],
         "device": {
-            "identifiers": [f"envoy_{serial or sensor.envoy}"],
+            "identifiers": [f"envoy_{serial}"],
             "name": f"Envoy {sensor.envoy}",
             "manufacturer": "Enphase Energy",
             "model": "IQ Gateway",
-            **({"serial_number": serial} if serial else {}),
+            "serial_number": serial,
+            **({"sw_version": firmware} if firmware else {}),
         },
     }
     return Message(f"{discovery_prefix}/sensor/{uid}/config", _dump(config))

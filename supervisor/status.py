@@ -136,7 +136,8 @@ class StatusBoard:
         self._dirty = False
 
     def self_metrics(self, token_expiry: dict[str, int]) -> SelfMetrics:
-        """The counters the Prometheus exporter shows about the logger itself."""
+        """The counters the Prometheus exporter shows about the logger itself, and what
+        the MQTT sink needs for availability and its device blocks."""
         restarts: Counter[str] = Counter()
         for worker in self.workers.values():
             restarts[worker["kind"]] += worker["restarts"]
@@ -157,6 +158,11 @@ class StatusBoard:
                 (envoy, feed_name, feed.last_ok_ns)
                 for (envoy, feed_name), feed in sorted(self.feeds.items())
                 if feed.last_ok_ns is not None
+            ),
+            gateways=tuple(
+                (envoy, str(facts["serial"]), str(facts["firmware"]))
+                for envoy, facts in sorted(self.gateways.items())
+                if "serial" in facts
             ),
         )
 

@@ -1,7 +1,9 @@
 """The MQTT sink backend: a durable spool in front of a broker, for Home Assistant & co.
 
 `accept` turns each batch into its state messages (`shared.mqtt_topics`), and, the first
-time a value shows up in this process, its Home Assistant discovery config, and commits
+time a value shows up in this process, its Home Assistant discovery config (once the
+gateway's serial is known: from the config, or from /info via the supervisor's
+self-metrics, which also bring the firmware), and commits
 them to the sink's spool (`workers.spool`) before the sink acknowledges the batch. A
 forwarder thread publishes the oldest spooled messages with QoS 1, retained, and deletes
 them only once the broker has acknowledged each (PUBACK): delivery is at least once, and
@@ -198,7 +200,8 @@ class MqttBackend:
     ) -> None:
         self._config = config
         self._intervals = dict(power_intervals or {})
-        self._serials = dict(serials or {})
+        #: envoy -> (serial, firmware); configured serials until /info says more
+        self._devices = {envoy: (serial, "") for envoy, serial in (serials or {}).items()}
         path = state_dir / f"spool-{config.name}.sqlite3"
         max_bytes = int(config.spool_max_mb * 1024 * 1024)
         self._spool = Spool(path, max_bytes, log=log)
@@ -211,12 +214,11 @@ class MqttBackend:
         config = self._config
         for batch in batches:
             if config.discovery:
-                for sensor in sensors(batch, config.inverter_sensors):
+                serial, firmware = self._devices.get(batch.envoy, ("", ""))
+                # Without a serial there is no stable device yet: a later batch announces.
+                for sensor in sensors(batch, config.inverter_sensors) if serial else ():
                     message = discovery(
-                        config.topic_prefix,
-                        config.discovery_prefix,
-                        sensor,
-                        self._serials.get(sensor.envoy),
+                        config.topic_prefix, config.discovery_prefix, sensor, serial, firmware
                     )
                     if self._link.remember_discovery(message):
                         self._spool.put(encode(message), KIND)
@@ -225,6 +227,8 @@ class MqttBackend:
         self._forwarder.wake.set()
 
     def observe(self, metrics: SelfMetrics) -> None:
+        for envoy, serial, firmware in metrics.gateways:
+            self._devices[envoy] = (serial, firmware)
         now_ns = time.time_ns()
         last = {envoy: ns for envoy, feed, ns in metrics.last_success_ns if feed == "power"}
         for envoy, interval_s in self._intervals.items():

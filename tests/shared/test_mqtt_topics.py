@@ -46,7 +46,10 @@ def template_value(template: str, state: dict[str, Any]) -> Any:
 def published(batch: PowerBatch | InverterBatch, inverters: bool = False) -> dict[str, Any]:
     """Topic -> decoded payload of everything a batch publishes (state and discovery)."""
     messages: list[Message] = states("envoy", batch)
-    messages += [discovery("envoy", "homeassistant", s, "1222") for s in sensors(batch, inverters)]
+    messages += [
+        discovery("envoy", "homeassistant", s, "1222", "D7.6.175")
+        for s in sensors(batch, inverters)
+    ]
     return {m.topic: json.loads(m.payload) for m in messages}
 
 
@@ -72,6 +75,7 @@ def test_discovery_as_home_assistant_reads_it() -> None:
         assert topic == f"homeassistant/sensor/{config['unique_id']}/config"
         assert config["device"]["identifiers"] == ["envoy_1222"]
         assert config["device"]["serial_number"] == "1222"
+        assert config["device"]["sw_version"] == "D7.6.175"
         assert config["device"]["name"] == "Envoy garage"
         assert config["state_topic"] in out, "a state topic nothing publishes"
         value = template_value(config["value_template"], out[config["state_topic"]])

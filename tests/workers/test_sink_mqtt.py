@@ -32,6 +32,7 @@ from workers.sink_mqtt import MqttBackend
 
 NS_PER_S = 1_000_000_000
 T0_S = 1_700_000_000
+SERIALS = {"garage": "122238082763"}  #: configured: discovery needs no /info first
 
 
 class Subscriber:
@@ -96,7 +97,7 @@ def tick(i: int, envoy: str = "garage") -> PowerBatch:
 def backend(tmp_path: Path, broker: Mosquitto, **keys: Any) -> MqttBackend:
     tmp_path.mkdir(exist_ok=True)
     config = MqttSinkConfig(name="mq", host="127.0.0.1", port=broker.port, **keys)
-    return MqttBackend(config, tmp_path, structlog.get_logger(), {"garage": 1.0})
+    return MqttBackend(config, tmp_path, structlog.get_logger(), {"garage": 1.0}, SERIALS)
 
 
 def power_ticks(sub: Subscriber) -> set[int]:
@@ -227,8 +228,8 @@ def test_an_unreachable_broker_is_one_line_and_the_batches_wait_in_the_spool(
         assert sink.status().last_error == (
             f"mqtt broker 127.0.0.1:{port} unreachable: [Errno 111] Connection refused, retrying"
         )
-        # two discovery configs, then the power and energy states of two ticks
-        assert sink.status().spool_items == 6
+        # the power and energy states of two ticks; no discovery before the serial is known
+        assert sink.status().spool_items == 4
     finally:
         sink.close()
 
@@ -277,7 +278,7 @@ def test_the_spool_is_bounded_while_the_broker_is_unreachable(tmp_path: Path) ->
         sink.close()
     assert status.spool_bytes <= 0.002 * 1024 * 1024
     assert status.dropped > 0
-    assert status.spool_items + status.dropped == 202  # two discovery configs, 2 x 100 states
+    assert status.spool_items + status.dropped == 200  # power and energy states of 100 ticks
 
 
 # --- through the real supervisor --------------------------------------------------------
@@ -300,11 +301,26 @@ def test_a_site_appears_with_discovery_state_equal_to_sqlite_and_its_last_will(
         for gw in ("gw1", "gw2"):
             wait_for(lambda g=gw: sub.text(f"site/{g}/availability") == "online", 60, gw)
         wait_for(lambda: sub.json("site/gw2/energy/state"), 30, "energy state")
-        configs = {
-            t: json.loads(p) for t, p in sub.latest.items() if t.startswith("homeassistant/")
+
+        def discovered() -> dict[str, Any]:
+            with sub.lock:
+                found = dict(sub.latest)
+            configs = {t: json.loads(p) for t, p in found.items() if t.startswith("homeassistant/")}
+            # both gateways announced: the sink learnt their serials from the self-metrics
+            names = {c["device"]["name"] for c in configs.values()}
+            return configs if names == {"Envoy gw1", "Envoy gw2"} else {}
+
+        configs = wait_for(discovered, 30, "discovery of both gateways")
+        # each gateway one device, named by the serial and firmware its /info gave
+        identified = {gw: site.status()["gateways"][gw] for gw in ("gw1", "gw2")}
+        devices = {
+            (c["device"]["name"], c["device"]["identifiers"][0], c["device"]["sw_version"])
+            for c in configs.values()
         }
-        devices = {c["device"]["identifiers"][0] for c in configs.values()}
-        assert devices == {"envoy_gw1", "envoy_gw2"}
+        assert devices == {
+            (f"Envoy {gw}", f"envoy_{facts['serial']}", facts["firmware"])
+            for gw, facts in identified.items()
+        }
         assert {c["state_topic"] for c in configs.values()} <= set(sub.latest)
         # Every power state the sink published equals the row the SQLite sink stored.
         wait_for(lambda: len(sub.payloads("site/gw1/power/state")) >= 3, 30, "a few polls")
