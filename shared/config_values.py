@@ -291,6 +291,14 @@ def check_url(schemes: tuple[str, ...]) -> Callable[[str], str | None]:
     return check
 
 
+def check_topic(value: str) -> str | None:
+    """An MQTT topic prefix: levels without wildcards, none of them empty."""
+    levels = value.split("/")
+    if value.isprintable() and all(lv and "+" not in lv and "#" not in lv for lv in levels):
+        return None
+    return "expected topic levels separated by '/', none empty, without '+' or '#'"
+
+
 def check_email(value: str) -> str | None:
     return None if "@" in value.strip("@") else "expected an email address"
 

@@ -222,6 +222,8 @@ class SelfMetrics:
     last_success_ns: tuple[tuple[str, str, int], ...] = ()  #: (envoy, feed, UTC ns)
     #: (writer to the state dir, 1 while it cannot write: disk full or failing)
     storage_error: tuple[tuple[str, int], ...] = ()
+    #: (envoy, serial, firmware) of each gateway read from its /info (the MQTT devices)
+    gateways: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

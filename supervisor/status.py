@@ -182,7 +182,8 @@ class StatusBoard:
         return data.ljust(len(data) + RESERVE_BYTES)
 
     def self_metrics(self, token_expiry: dict[str, int]) -> SelfMetrics:
-        """The counters the Prometheus exporter shows about the logger itself."""
+        """The counters the Prometheus exporter shows about the logger itself, and what
+        the MQTT sink needs for availability and its device blocks."""
         failing = self.storage_errors()
         sinks = sorted(name for name in self.consumers if name.startswith("sink:"))
         restarts: Counter[str] = Counter()
@@ -208,6 +209,11 @@ class StatusBoard:
                 (envoy, feed_name, feed.last_ok_ns)
                 for (envoy, feed_name), feed in sorted(self.feeds.items())
                 if feed.last_ok_ns is not None
+            ),
+            gateways=tuple(
+                (envoy, str(facts["serial"]), str(facts["firmware"]))
+                for envoy, facts in sorted(self.gateways.items())
+                if "serial" in facts
             ),
         )
 

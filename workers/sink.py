@@ -2,7 +2,8 @@
 
 One process per configured sink, so a slow or dead database delays nobody else. The loop
 is the same for every sink type; what "store" means is the backend's business
-(`workers.sink_sqlite`, `workers.sink_influx`, `workers.sink_prometheus`):
+(`workers.sink_sqlite`, `workers.sink_influx`, `workers.sink_prometheus`,
+`workers.sink_mqtt`):
 
 1. receive `Deliver` messages (a numbered batch each);
 2. `backend.accept(batches)`: when it returns they are durable (SQLite commit, spool commit);
@@ -36,7 +37,13 @@ from typing import Protocol
 
 import structlog
 
-from shared.config import InfluxSinkConfig, PrometheusSinkConfig, SinkConfig, SqliteSinkConfig
+from shared.config import (
+    InfluxSinkConfig,
+    MqttSinkConfig,
+    PrometheusSinkConfig,
+    SinkConfig,
+    SqliteSinkConfig,
+)
 from shared.messages import (
     Batch,
     Deliver,
@@ -64,6 +71,7 @@ class SinkSettings:
     sink: SinkConfig
     state_dir: Path
     power_intervals: tuple[tuple[str, float], ...] = ()  #: gateway -> s, for `envoy_up`
+    serials: tuple[tuple[str, str], ...] = ()  #: gateway -> configured serial (MQTT devices)
 
 
 class Backend(Protocol):
@@ -71,7 +79,8 @@ class Backend(Protocol):
         """Store these durably; they are safe when this returns."""
 
     def observe(self, metrics: SelfMetrics) -> None:
-        """The supervisor's latest self-metrics (only the Prometheus exporter shows them)."""
+        """The supervisor's latest self-metrics (the Prometheus exporter shows them, the
+        MQTT sink derives each gateway's availability from them)."""
 
     def status(self) -> SinkStatus:
         """Spool depth and write health, for status and metrics."""
@@ -98,6 +107,12 @@ def open_backend(settings: SinkSettings, log: structlog.typing.FilteringBoundLog
         from workers.sink_prometheus import PrometheusBackend
 
         return PrometheusBackend(sink, dict(settings.power_intervals))
+    if isinstance(sink, MqttSinkConfig):
+        from workers.sink_mqtt import MqttBackend
+
+        return MqttBackend(
+            sink, settings.state_dir, log, dict(settings.power_intervals), dict(settings.serials)
+        )
     raise TypeError(f"unknown sink config {type(sink).__name__}")
 
 
