@@ -101,7 +101,26 @@ class SqliteSinkConfig:
     path: Path = Path("envoy.sqlite3")
 
 
-SinkConfig = InfluxSinkConfig | PrometheusSinkConfig | SqliteSinkConfig
+@dataclass(frozen=True, slots=True)
+class MqttSinkConfig:
+    """An MQTT broker: state topics per gateway, Home Assistant discovery (`workers.sink_mqtt`)."""
+
+    name: str
+    host: str
+    port: int = 1883
+    username: str = ""
+    password: str = field(default="", repr=False)
+    ca_file: Path | None = None  #: TLS to the broker, verified against this CA bundle
+    client_id: str = ""  #: empty: ``envoy-supervisor-<name>``
+    keepalive_s: int = 60
+    topic_prefix: str = "envoy"
+    discovery: bool = True  #: publish Home Assistant discovery configs
+    discovery_prefix: str = "homeassistant"
+    inverter_sensors: bool = False  #: one discovered sensor per inverter (50 panels: 50 more)
+    spool_max_mb: float = 256.0  #: oldest messages dropped (and counted) beyond this
+
+
+SinkConfig = InfluxSinkConfig | PrometheusSinkConfig | SqliteSinkConfig | MqttSinkConfig
 
 
 @dataclass(frozen=True, slots=True)

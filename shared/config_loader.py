@@ -12,7 +12,11 @@ one it is meant for, so that is an error naming each of them:
 * ``ENPHASE_EMAIL`` / ``ENPHASE_PASSWORD``: an account's ``email`` / ``password``;
 * ``ENVOY_TOKEN``: the static token of a gateway with neither ``account`` nor ``token``
   (with the variable unset such a gateway is legacy firmware, polled without a token);
-* ``INFLUXDB_TOKEN``: the ``token`` of an ``influxdb`` sink with ``version: 2``.
+* ``INFLUXDB_TOKEN``: the ``token`` of an ``influxdb`` sink with ``version: 2``;
+* ``MQTT_PASSWORD``: the ``password`` of an ``mqtt`` sink that gives a ``username``.
+
+An ``mqtt`` sink needs the optional paho-mqtt package; without it the config is refused
+with the install command, so ``--check`` says so before a run would crash the sink.
 
 Relative paths in the file (``state_dir``, ``cloud.ca_file``) are relative to the file's
 directory, so the service does not depend on its working directory; a sqlite ``path``
@@ -25,6 +29,7 @@ Reads: the config file and the given environment mapping. Writes nothing.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -40,6 +45,7 @@ from shared.config import (
     HealthConfig,
     InfluxSinkConfig,
     LoggingConfig,
+    MqttSinkConfig,
     PrometheusSinkConfig,
     ShardConfig,
     SinkConfig,
@@ -59,6 +65,7 @@ from shared.config_values import (
     check_tag_key,
     check_tag_value,
     check_timezone,
+    check_topic,
     check_url,
     defaults,
     join,
@@ -86,6 +93,12 @@ INFLUX_V2_KEYS = ("org", "bucket", "bucket_daily", "token")
 INFLUX_KEYS = ("type", "name", "url", "version", "timeout_s", "spool_max_mb")
 PROMETHEUS_KEYS = ("type", "name", "listen", "port", "stale_after_s")
 SQLITE_KEYS = ("type", "name", "path")
+MQTT_TEXTS = ("username", "client_id")
+MQTT_KEYS = ("type", "name", "host", "port", "password", "ca_file", "keepalive_s",
+             "topic_prefix", "discovery", "discovery_prefix", "inverter_sensors",
+             "spool_max_mb", *MQTT_TEXTS)
+SINK_TYPES = ("sqlite", "influxdb", "prometheus", "mqtt")
+MQTT_INSTALL = 'pip install "envoy-supervisor[mqtt]"'
 SUPERVISION_FLOATS = ("heartbeat_s", "hang_timeout_s", "backoff_initial_s", "backoff_max_s",
                       "restart_window_s", "grace_s")
 # fmt: on
@@ -194,14 +207,15 @@ def _envoy(r: Reader, raw: object, path: str) -> dict[str, Any]:
 
 def _sink(r: Reader, raw: object, path: str, base: Path) -> dict[str, Any] | None:
     kind = raw.get("type") if isinstance(raw, dict) else None
-    if kind not in ("sqlite", "influxdb", "prometheus"):
+    if kind not in SINK_TYPES:
         r.mapping(raw, path, ("type",))  # reports a non-mapping
         if isinstance(raw, dict):
             r.problem(
-                join(path, "type"),
-                f"expected one of sqlite, influxdb, prometheus, got {show(kind)}",
+                join(path, "type"), f"expected one of {', '.join(SINK_TYPES)}, got {show(kind)}"
             )
         return None
+    if kind == "mqtt":
+        return _mqtt(r, raw, path, base)
     if kind == "sqlite":
         data = r.mapping(raw, path, SQLITE_KEYS)
         where = r.text(data, path, "path", "envoy.sqlite3", check=check_path)
@@ -246,6 +260,43 @@ def _sink(r: Reader, raw: object, path: str, base: Path) -> dict[str, Any] | Non
     return kwargs
 
 
+def paho_missing() -> bool:
+    """True when the optional MQTT client library is not installed."""
+    try:
+        return importlib.util.find_spec("paho.mqtt.client") is None
+    except (ImportError, ValueError):  # a parent package missing or blocked
+        return True
+
+
+def _mqtt(r: Reader, raw: object, path: str, base: Path) -> dict[str, Any]:
+    data = r.mapping(raw, path, MQTT_KEYS)
+    dflt = defaults(MqttSinkConfig)
+    if paho_missing():
+        r.problem(join(path, "type"), f"mqtt needs the paho-mqtt package: {MQTT_INSTALL}")
+    ca_file = r.text(data, path, "ca_file", check=check_path)
+    if ca_file is not None and not resolve(base, ca_file).is_file():
+        r.problem(join(path, "ca_file"), f"no such file {show(ca_file)}")
+    kwargs: dict[str, Any] = {
+        "type": "mqtt",
+        "name": r.text(data, path, "name", "mqtt", check=check_name),
+        "host": r.text(data, path, "host", check=check_address),
+        "port": r.whole(data, path, "port", dflt["port"], 65535),
+        "password": r.text(data, path, "password", "", secret=True, check=check_secret),
+        "ca_file": resolve(base, ca_file) if ca_file else None,
+        "keepalive_s": r.whole(data, path, "keepalive_s", dflt["keepalive_s"], 65535),
+        "discovery": r.flag(data, path, "discovery", dflt["discovery"]),
+        "inverter_sensors": r.flag(data, path, "inverter_sensors", dflt["inverter_sensors"]),
+        "spool_max_mb": r.number(data, path, "spool_max_mb", dflt["spool_max_mb"]),
+    }
+    for key in MQTT_TEXTS:
+        kwargs[key] = r.text(data, path, key, dflt[key])
+    for key in ("topic_prefix", "discovery_prefix"):
+        kwargs[key] = r.text(data, path, key, dflt[key], check=check_topic)
+    if data.get("host") is None:
+        r.problem(join(path, "host"), "missing: the MQTT broker's host name or address")
+    return kwargs
+
+
 def _shard(r: Reader, raw: object) -> ShardConfig:
     """``shard: {index: K, count: N}``: this host runs shard K of N (`supervisor.shard`)."""
     if raw is None:
@@ -280,6 +331,9 @@ def _site(r: Reader, raw: object, source: Path, environ: Mapping[str, str]) -> S
     r.fill_from_env(tokenless, "token", "ENVOY_TOKEN", environ, required=False)
     influx2 = [(p, kw) for p, kw in sinks if kw["type"] == "influxdb" and kw["version"] == 2]
     r.fill_from_env(influx2, "token", "INFLUXDB_TOKEN", environ, required=True)
+    # Only a sink that names a user has a password to find; anonymous brokers need none.
+    mqtt = [(p, kw) for p, kw in sinks if kw["type"] == "mqtt" and kw["username"]]
+    r.fill_from_env(mqtt, "password", "MQTT_PASSWORD", environ, required=False)
 
     for entries, key in ((accounts, "name"), (envoys, "name"), (envoys, "host"), (sinks, "name")):
         r.unique(entries, key)
@@ -331,8 +385,8 @@ def _site(r: Reader, raw: object, source: Path, environ: Mapping[str, str]) -> S
     built: list[SinkConfig] = []
     for _, kw in sinks:
         kind = kw.pop("type")
-        cls = {"sqlite": SqliteSinkConfig, "influxdb": InfluxSinkConfig}.get(kind)
-        built.append((cls or PrometheusSinkConfig)(**kw))
+        cls = {"sqlite": SqliteSinkConfig, "influxdb": InfluxSinkConfig, "mqtt": MqttSinkConfig}
+        built.append(cls.get(kind, PrometheusSinkConfig)(**kw))
     return SiteConfig(
         source=source,
         gateways=tuple(GatewayConfig(**kw) for _, kw in envoys),
@@ -393,6 +447,16 @@ def _sink_line(sink: SinkConfig, state_dir: Path, only: bool) -> str:
         return f"sink {sink.name}: sqlite file {state_dir / sink.path}{default}"
     if isinstance(sink, PrometheusSinkConfig):
         return f"sink {sink.name}: prometheus exporter on {sink.listen}:{sink.port}"
+    if isinstance(sink, MqttSinkConfig):
+        tls = ", TLS" if sink.ca_file else ""
+        user = f", user {sink.username}" if sink.username else ""
+        found = (
+            f", Home Assistant discovery under {sink.discovery_prefix}/" if sink.discovery else ""
+        )
+        return (
+            f"sink {sink.name}: mqtt broker {sink.host}:{sink.port}{tls}{user}, "
+            f"topics under {sink.topic_prefix}/{found}"
+        )
     if sink.version == 1:
         where = f"databases {sink.database} / {sink.database_daily}"
     else:

@@ -27,8 +27,10 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # worker names, file name
 HOSTNAME = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?")
 TAG_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # a valid Prometheus label name too
 USERINFO = re.compile(r"^(\w+://)[^/@]*@")  # user:password@ in a URL, never shown
-#: tag names the measurements already use: a user tag must not shadow them
-RESERVED_TAGS = frozenset({"envoy", "serial", "measurement_type", "line"})
+#: tag names the measurements already use: a user tag must not shadow them (``direction``
+#: is the daily series' delivered/received tag: an inverter tag of that name would share its
+#: SQLite column and InfluxDB tag)
+RESERVED_TAGS = frozenset({"envoy", "serial", "measurement_type", "line", "direction"})
 
 
 def defaults(cls: type) -> dict[str, Any]:
@@ -287,6 +289,14 @@ def check_url(schemes: tuple[str, ...]) -> Callable[[str], str | None]:
         return None
 
     return check
+
+
+def check_topic(value: str) -> str | None:
+    """An MQTT topic prefix: levels without wildcards, none of them empty."""
+    levels = value.split("/")
+    if value.isprintable() and all(lv and "+" not in lv and "#" not in lv for lv in levels):
+        return None
+    return "expected topic levels separated by '/', none empty, without '+' or '#'"
 
 
 def check_email(value: str) -> str | None:

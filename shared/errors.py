@@ -88,8 +88,9 @@ class GatewayBadResponse(GatewayError):
 
     def __init__(self, envoy: str, parse_error: ParseError) -> None:
         self.parse_error = parse_error
-        super().__init__(envoy, parse_error.endpoint, f"{parse_error.reason}: "
-                         f"{parse_error.excerpt!r}")
+        super().__init__(
+            envoy, parse_error.endpoint, f"{parse_error.reason}: {parse_error.excerpt!r}"
+        )
 
 
 class CertificateMismatch(GatewayError):

@@ -220,6 +220,10 @@ class SelfMetrics:
     spool_depth: tuple[tuple[str, int], ...] = ()  #: (sink name, points waiting)
     token_expiry_s: tuple[tuple[str, int], ...] = ()  #: (envoy, the token's exp, epoch s)
     last_success_ns: tuple[tuple[str, str, int], ...] = ()  #: (envoy, feed, UTC ns)
+    #: (writer to the state dir, 1 while it cannot write: disk full or failing)
+    storage_error: tuple[tuple[str, int], ...] = ()
+    #: (envoy, serial, firmware) of each gateway read from its /info (the MQTT devices)
+    gateways: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,3 +259,5 @@ class SinkStatus:
     #: commit time minus poll tick of recent power and inverter batches, ms (None: none yet)
     commit_lag_p50_ms: float | None = None
     commit_lag_p99_ms: float | None = None
+    #: while the sink cannot write to the state dir (disk full or failing): the error
+    storage_error: str = ""

@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import structlog
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import InsecureRequestWarning
 from urllib3.util.ssl_ import create_urllib3_context
 
+from shared.storage import StorageEpisode, tolerant_write
 from shared.tokens import safe_name, write_private
 
 
@@ -83,6 +85,8 @@ class PinStore:
     def __init__(self, state_dir: Path, host: str) -> None:
         self.host = host
         self.path = state_dir / f"gateway-cert-{safe_name(host)}.sha256"
+        # Not written: the pin holds for this process; a restart pins on first use again.
+        self.storage = StorageEpisode(structlog.get_logger(), self.path, "the pinned certificate")
 
     def load(self) -> str | None:
         try:
@@ -94,7 +98,7 @@ class PinStore:
         return text or None
 
     def store(self, value: str) -> None:
-        write_private(self.path, (value + "\n").encode())
+        tolerant_write(self.storage, lambda: write_private(self.path, (value + "\n").encode()))
 
 
 def peer_fingerprint(hostname: str, port: int, timeout_s: float) -> str:

@@ -9,7 +9,9 @@ Owns the token worker's files in the state dir, one pair per Enlighten account:
   cooldown and a broken password never hammers Enlighten.
 
 Both are written 0600 through a temp file, fsync and ``os.replace`` (a crash leaves the
-old file or the new one, never half of one) in a state dir created 0700. Nothing here
+old file or the new one, never half of one) in a state dir created 0700. A full disk
+(`shared.storage`) is logged once per episode and not raised: the token worker keeps
+tokens and cooldown in memory and the next store tries again. Nothing here
 checks a JWT's signature: only the gateway can, and it tells us with a 401.
 """
 
@@ -25,8 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import structlog
 
 from shared.errors import InvalidToken
+from shared.storage import StorageEpisode, tolerant_write
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +168,9 @@ class TokenCache:
     def __init__(self, state_dir: Path, account: str) -> None:
         self.tokens_path = state_dir / f"tokens-{safe_name(account)}.json"
         self.login_path = state_dir / f"login-{safe_name(account)}.json"
+        self.storage = StorageEpisode(
+            structlog.get_logger(), state_dir, f"account {account}: tokens and login cooldown"
+        )
 
     def load_tokens(self) -> dict[str, str]:
         """serial -> token as last stored; entries of the wrong type are dropped."""
@@ -173,9 +180,8 @@ class TokenCache:
         return {s: t for s, t in tokens.items() if isinstance(s, str) and isinstance(t, str)}
 
     def store_tokens(self, tokens: dict[str, str]) -> None:
-        write_private(
-            self.tokens_path, orjson.dumps({"tokens": tokens}, option=orjson.OPT_SORT_KEYS)
-        )
+        data = orjson.dumps({"tokens": tokens}, option=orjson.OPT_SORT_KEYS)
+        tolerant_write(self.storage, lambda: write_private(self.tokens_path, data))
 
     def load_login(self) -> LoginState:
         data = _read_json(self.login_path)
@@ -190,4 +196,5 @@ class TokenCache:
             return LoginState()
 
     def store_login(self, state: LoginState) -> None:
-        write_private(self.login_path, orjson.dumps(asdict(state)))
+        data = orjson.dumps(asdict(state))
+        tolerant_write(self.storage, lambda: write_private(self.login_path, data))

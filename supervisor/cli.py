@@ -55,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop after S seconds (default: run until Ctrl-C)",
     )
     demo.add_argument(
+        "--mqtt",
+        type=_broker,
+        metavar="HOST[:PORT]",
+        help="also publish to this MQTT broker, with Home Assistant discovery (port 1883)",
+    )
+    demo.add_argument(
         "--state-dir",
         type=Path,
         metavar="DIR",
@@ -64,6 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMANDS:
         importlib.import_module(f"supervisor.commands.{_module(name)}").add_parser(sub)
     return parser
+
+
+def _broker(value: str) -> tuple[str, int]:
+    """``host`` or ``host:port`` of an MQTT broker."""
+    from shared.config_values import check_address
+
+    host, _, port = value.rpartition(":") if ":" in value else (value, "", "1883")
+    if check_address(host) or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST or HOST:PORT, got {value!r}")
+    return host, int(port)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -76,9 +92,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 parser.error(
                     "--demo runs simulated gateways: it takes no --config, --check or --shard"
                 )
+            from shared.config_loader import MQTT_INSTALL, paho_missing
             from supervisor.demo import run_demo
 
-            return run_demo(args.envoys, args.duration, args.state_dir)
+            if args.mqtt and paho_missing():
+                parser.error(f"--mqtt needs the paho-mqtt package: {MQTT_INSTALL}")
+            return run_demo(args.envoys, args.duration, args.state_dir, args.mqtt)
         if args.config is None:
             parser.print_help()
             return 0

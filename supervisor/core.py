@@ -83,6 +83,7 @@ class Supervisor:
             spec.name: Watched(Child(spec, ctx, self._events), ChildState()) for spec in specs
         }
         self.router = Router(routes, self._send, journal=journal)
+        self._journal = journal
         self.status = status
         self._stop_signal: int | None = None
         self._stage: int | None = None  # index into STOP_ORDER once shutdown began
@@ -136,6 +137,8 @@ class Supervisor:
                 self.status.consumer(name, pending_batches=count)
             self.router.to_exporters(self.status.self_metrics(self.router.token_expiry))
             self.status.token_expiry(self.router.token_expiry)
+            if self._journal is not None:
+                self.status.journal_error = self._journal.storage.error
         self.status.publish()
         # READY once every worker got past starting (running, or already in backoff);
         # the watchdog ping proves this loop still turns.

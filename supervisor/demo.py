@@ -24,6 +24,7 @@ from shared.config import (
     AccountConfig,
     CloudConfig,
     GatewayConfig,
+    MqttSinkConfig,
     PrometheusSinkConfig,
     SiteConfig,
     SqliteSinkConfig,
@@ -70,8 +71,13 @@ def free_port() -> int:
 
 
 def demo_config(
-    state_dir: Path, cloud_url: str, ca_file: str, gateways: list[tuple[str, str]]
+    state_dir: Path,
+    cloud_url: str,
+    ca_file: str,
+    gateways: list[tuple[str, str]],
+    mqtt: tuple[str, int] | None = None,
 ) -> SiteConfig:
+    """``mqtt``: (host, port) of a broker to publish to as well (with HA discovery)."""
     account = AccountConfig(
         "demo", EMAIL, PASSWORD, CloudConfig(cloud_url, cloud_url, Path(ca_file))
     )
@@ -96,6 +102,7 @@ def demo_config(
         sinks=(
             SqliteSinkConfig("sqlite", Path(SQLITE_FILE)),
             PrometheusSinkConfig("prometheus", "127.0.0.1", free_port()),
+            *((MqttSinkConfig("mqtt", mqtt[0], mqtt[1]),) if mqtt else ()),
         ),
         state_dir=state_dir,
         supervision=SupervisionConfig(grace_s=10.0),
@@ -125,7 +132,12 @@ def summary(db_path: Path) -> list[str]:
     return lines
 
 
-def run_demo(envoys: int, duration_s: float | None, state_dir: Path | None) -> int:
+def run_demo(
+    envoys: int,
+    duration_s: float | None,
+    state_dir: Path | None,
+    mqtt: tuple[str, int] | None = None,
+) -> int:
     from shared.logs import configure_logging
     from supervisor.launch import make_supervisor
 
@@ -142,14 +154,15 @@ def run_demo(envoys: int, duration_s: float | None, state_dir: Path | None) -> i
         host.kill()
         return 1
     cloud_url, ca_file, gateways = ours.recv()
-    config = demo_config(state_dir, cloud_url, ca_file, gateways)
+    config = demo_config(state_dir, cloud_url, ca_file, gateways, mqtt)
     configure_logging(config.logging.level, config.logging.format, worker="supervisor")
     prometheus = config.sinks[1]
     assert isinstance(prometheus, PrometheusSinkConfig)
     print(
         f"demo: {envoys} simulated gateways; data in {state_dir / SQLITE_FILE}; "
         f"metrics at http://127.0.0.1:{prometheus.port}/metrics; status in "
-        f"{state_dir / 'status.json'}",
+        f"{state_dir / 'status.json'}"
+        + (f"; MQTT to {mqtt[0]}:{mqtt[1]} under envoy/ and homeassistant/" if mqtt else ""),
         flush=True,
     )
     supervisor = make_supervisor(config)

@@ -1,7 +1,8 @@
 """``GET /healthz``: is every gateway being polled? For load balancers, Docker, monitors.
 
 Answers JSON: 200 when every gateway's power feed polled successfully within
-`LATE_AFTER_INTERVALS` of its poll intervals, 503 otherwise, naming the late gateways.
+`LATE_AFTER_INTERVALS` of its poll intervals, 503 otherwise, naming the late gateways;
+503 also while a writer cannot write to the state dir (``storage_errors``: disk full).
 A gateway not polled yet counts as starting (200) until that long after the supervisor
 started. `assess` is the pure judgement; `HealthServer` serves it from a daemon thread
 of the supervisor process (stdlib ``http.server``), off unless ``health.port`` is set.
@@ -65,7 +66,11 @@ def assess(
     body: dict[str, Any] = {"status": "late" if late else "ok", "late": late, "gateways": gateways}
     if status is None:
         body["reason"] = "no status published"
-    return (503 if late else 200), body
+    storage = (status or {}).get("storage_errors") or {}
+    if storage:
+        body["status"] = "disk full"
+        body["storage_errors"] = storage
+    return (503 if late or storage else 200), body
 
 
 class _Server(ThreadingHTTPServer):

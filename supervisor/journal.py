@@ -22,6 +22,12 @@ Record: 4-byte big-endian length, then a pickle of ``(id, batch)`` (added) or
 ``(id, None)`` (every consumer has it). The file is truncated whenever nothing is
 outstanding, and rewritten with only the outstanding batches when it grows long.
 
+A full or failing disk (`shared.storage`) does not stop the supervisor: the batches stay
+in memory (the router bounds them), the failure is logged once, and from then on, since
+the file lags behind memory, the journal is rewritten whole (at most every `RETRY_S`)
+instead of appended to, until a rewrite succeeds. A supervisor SIGKILLed meanwhile loses
+what the file did not hold; one that stops normally loses nothing (consumers drain).
+
 Residual window, documented rather than closed: a batch still in a poller's outbox pipe,
 or read from it but not yet routed, when the supervisor dies (micro- to milliseconds).
 
@@ -33,25 +39,38 @@ from __future__ import annotations
 import os
 import pickle
 import struct
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import structlog
 
 from shared.messages import Batch
+from shared.storage import StorageEpisode, is_storage_error, write_all
 
 log = structlog.get_logger(worker="supervisor")
 
 _HEADER = struct.Struct(">I")
 #: rewrite the file once this many records were appended since it was last compacted
 COMPACT_AFTER = 20_000
+RETRY_S = 1.0  #: while the disk is full, how often a rewrite is tried
 
 
 class Journal:
     """Outstanding batches, on disk. Not thread-safe: the supervisor's loop owns it."""
 
-    def __init__(self, path: Path, compact_after: int = COMPACT_AFTER) -> None:
+    def __init__(
+        self,
+        path: Path,
+        compact_after: int = COMPACT_AFTER,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.path = path
         self._compact_after = compact_after
+        self._clock = clock
+        self.storage = StorageEpisode(log, path, "batches not yet delivered, if killed")
+        self._behind = False  # the file misses records: only a whole rewrite catches up
+        self._next_retry = 0.0
         self._live: dict[int, Batch] = {}
         self._next_id = 1
         self._records = 0  # records in the file since it was last rewritten
@@ -64,7 +83,7 @@ class Journal:
         """
         self._live = dict(read_journal(self.path))
         self._next_id = max(self._live, default=0) + 1
-        self._rewrite()
+        self._try_rewrite()
         if self._live:
             log.warning(
                 "replaying batches a previous supervisor had not seen delivered",
@@ -85,12 +104,14 @@ class Journal:
         """Every consumer has acknowledged (or dropped) batch ``ident``."""
         if self._live.pop(ident, None) is None:
             return
-        if not self._live:
+        if self._behind:
+            self._catch_up()
+        elif not self._live:
             # The common case, many times a second: nothing outstanding, start afresh.
             os.ftruncate(self._fd, 0)
             self._records = 0
         elif self._records >= self._compact_after:
-            self._rewrite()
+            self._try_rewrite()
         else:
             self._append(ident, None)
 
@@ -103,11 +124,38 @@ class Journal:
             self._fd = -1
 
     def _append(self, ident: int, batch: Batch | None) -> None:
-        if self._fd < 0:
-            self._open()
-        data = pickle.dumps((ident, batch), protocol=pickle.HIGHEST_PROTOCOL)
-        os.write(self._fd, _HEADER.pack(len(data)) + data)
+        if self._behind:
+            self._catch_up()
+            return
+        try:
+            if self._fd < 0:
+                self._open()
+            write_all(self._fd, _record(ident, batch))
+        except OSError as exc:
+            self._failed(exc)
+            return
         self._records += 1
+
+    def _failed(self, exc: OSError) -> None:
+        if not is_storage_error(exc):
+            raise exc
+        # A record may be half written: appending after it would garble what follows.
+        self._behind = True
+        self._next_retry = self._clock() + RETRY_S
+        self.storage.failed(exc)
+
+    def _catch_up(self) -> None:
+        if self._clock() >= self._next_retry:
+            self._try_rewrite()
+
+    def _try_rewrite(self) -> None:
+        try:
+            self._rewrite()
+        except OSError as exc:
+            self._failed(exc)
+            return
+        self._behind = False
+        self.storage.ok()
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -118,16 +166,24 @@ class Journal:
         self.close()
         tmp = self.path.with_name(self.path.name + ".tmp")
         tmp.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
-            for ident, batch in self._live.items():
-                data = pickle.dumps((ident, batch), protocol=pickle.HIGHEST_PROTOCOL)
-                os.write(fd, _HEADER.pack(len(data)) + data)
-        finally:
-            os.close(fd)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                for ident, batch in self._live.items():
+                    write_all(fd, _record(ident, batch))
+            finally:
+                os.close(fd)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # give back the space a partial copy took
+            raise
         os.replace(tmp, self.path)
         self._records = len(self._live)
         self._open()
+
+
+def _record(ident: int, batch: Batch | None) -> bytes:
+    data = pickle.dumps((ident, batch), protocol=pickle.HIGHEST_PROTOCOL)
+    return _HEADER.pack(len(data)) + data
 
 
 def read_journal(path: Path) -> dict[int, Batch]:

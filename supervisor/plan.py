@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from shared.config import (
     GatewayConfig,
     InfluxSinkConfig,
+    MqttSinkConfig,
     PrometheusSinkConfig,
     SiteConfig,
     SqliteSinkConfig,
@@ -123,7 +124,8 @@ def build_plan(config: SiteConfig) -> Plan:
         name = f"sink:{sink.name}"
         sink_names.append(name)
         intervals = tuple((gw.name, gw.power_interval_s) for gw in config.gateways)
-        specs.append(spec("sink", name, SinkSettings(sink, config.state_dir, intervals)))
+        serials = tuple((gw.name, gw.serial) for gw in config.gateways if gw.serial)
+        specs.append(spec("sink", name, SinkSettings(sink, config.state_dir, intervals, serials)))
 
     routes = Routes(
         sinks=tuple(sink_names),
@@ -131,8 +133,11 @@ def build_plan(config: SiteConfig) -> Plan:
         pollers=pollers,
         token_worker=token_worker,
         serials={gw.name: gw.serial for gw in config.gateways if gw.serial},
+        # The MQTT sink gets them too: gateway availability is the logger's view of it.
         exporters=tuple(
-            f"sink:{s.name}" for s in config.sinks if isinstance(s, PrometheusSinkConfig)
+            f"sink:{s.name}"
+            for s in config.sinks
+            if isinstance(s, PrometheusSinkConfig | MqttSinkConfig)
         ),
     )
     return Plan(tuple(specs), routes)

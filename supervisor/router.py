@@ -67,7 +67,7 @@ class Routes:
     pollers: dict[str, tuple[str, ...]]  #: gateway name -> its poller worker names
     token_worker: dict[str, str]  #: gateway name -> token worker serving it
     serials: dict[str, str]  #: gateway name -> serial, where the config gives it
-    exporters: tuple[str, ...] = ()  #: sinks that also get `SelfMetrics` (Prometheus)
+    exporters: tuple[str, ...] = ()  #: sinks that also get `SelfMetrics` (Prometheus, MQTT)
 
 
 class Router:

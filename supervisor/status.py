@@ -4,6 +4,13 @@ The supervisor updates a `StatusBoard` as events arrive and `publish` writes it 
 ``<state_dir>/status.json`` (temp file + rename, so a reader never sees half a file) at
 most once a second. ``python -m supervisor status`` and the health endpoint read that
 file; they never talk to the supervisor process. No channels.
+
+On a full disk (`shared.storage`) the temp file cannot be written: the status is then
+written over the old file in place, which needs no new space while it is no longer than
+the old one (every file is padded with `RESERVE_BYTES` of spaces for that; a reader may
+catch half a file written in place: it reads as "no status" once). When
+even that fails, the publish is skipped and retried a second later. ``storage_errors``
+in the file names every writer that cannot write, the sinks' included.
 """
 
 from __future__ import annotations
@@ -17,13 +24,18 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import structlog
 
 from shared.messages import GatewayInfo, PollReport, SelfMetrics
 from shared.percentiles import percentiles
+from shared.storage import StorageEpisode, is_storage_error, write_all
 from supervisor.policy import ChildState
 
 STATUS_FILE = "status.json"
 PUBLISH_EVERY_S = 1.0
+RESERVE_BYTES = 16 * 1024  #: room for the status to grow while the disk is full
+#: the supervisor's own writers to the state dir, as named in ``storage_errors``
+OWN_WRITERS = ("journal", "status")
 
 
 TIMING_WINDOW = 1000  #: polls over which jitter and duration percentiles are reported
@@ -45,6 +57,10 @@ class FeedStatus:
 class StatusBoard:
     def __init__(self, state_dir: Path, clock: Callable[[], float] = time.time) -> None:
         self.path = state_dir / STATUS_FILE
+        self.storage = StorageEpisode(
+            structlog.get_logger(worker="supervisor"), self.path, "what status and /healthz show"
+        )
+        self.journal_error = ""  #: the handover journal's current storage error, if any
         self._clock = clock
         self._started = clock()
         self.workers: dict[str, dict[str, Any]] = {}
@@ -100,6 +116,13 @@ class StatusBoard:
         self.consumers.setdefault(name, {}).update(facts)
         self._dirty = True
 
+    def storage_errors(self) -> dict[str, str]:
+        """Writer -> error, for every writer to the state dir that cannot write now."""
+        errors = {"journal": self.journal_error, "status": self.storage.error}
+        for name, facts in sorted(self.consumers.items()):
+            errors[name] = str(facts.get("storage_error", ""))
+        return {writer: error for writer, error in errors.items() if error}
+
     def snapshot(self) -> dict[str, Any]:
         feeds: dict[str, dict[str, Any]] = {}
         for (envoy, feed_name), feed in self.feeds.items():
@@ -123,20 +146,46 @@ class StatusBoard:
             "gateways": self.gateways,
             "feeds": feeds,
             "consumers": self.consumers,
+            "storage_errors": self.storage_errors(),
         }
 
     def publish(self, force: bool = False) -> None:
         now = self._clock()
         if not force and (not self._dirty or now - self._published < PUBLISH_EVERY_S):
             return
+        self._published = now  # a failed publish, too, is retried a second later
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_bytes(orjson.dumps(self.snapshot(), option=orjson.OPT_INDENT_2))
-        os.replace(tmp, self.path)
-        self._published = now
-        self._dirty = False
+        try:
+            tmp.write_bytes(self._encoded())
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            if not is_storage_error(exc):
+                raise
+            tmp.unlink(missing_ok=True)
+            self.storage.failed(exc)  # first, so that the copy written in place says so
+            try:
+                _overwrite(self.path, self._encoded())
+            except OSError as again:
+                if not is_storage_error(again):
+                    raise
+                return
+            self._dirty = False
+            return
+        # The file just written still names an episode that is now over: publish again.
+        self._dirty = bool(self.storage.error)
+        self.storage.ok()
+
+    def _encoded(self) -> bytes:
+        data = orjson.dumps(self.snapshot(), option=orjson.OPT_INDENT_2)
+        # Trailing spaces (valid JSON) keep RESERVE_BYTES spare in the file's own blocks
+        # for the status written in place while the disk is full.
+        return data.ljust(len(data) + RESERVE_BYTES)
 
     def self_metrics(self, token_expiry: dict[str, int]) -> SelfMetrics:
-        """The counters the Prometheus exporter shows about the logger itself."""
+        """The counters the Prometheus exporter shows about the logger itself, and what
+        the MQTT sink needs for availability and its device blocks."""
+        failing = self.storage_errors()
+        sinks = sorted(name for name in self.consumers if name.startswith("sink:"))
         restarts: Counter[str] = Counter()
         for worker in self.workers.values():
             restarts[worker["kind"]] += worker["restarts"]
@@ -153,12 +202,30 @@ class StatusBoard:
                 if name.startswith("sink:")
             ),
             token_expiry_s=tuple(sorted(token_expiry.items())),
+            storage_error=tuple(
+                (writer, int(writer in failing)) for writer in (*OWN_WRITERS, *sinks)
+            ),
             last_success_ns=tuple(
                 (envoy, feed_name, feed.last_ok_ns)
                 for (envoy, feed_name), feed in sorted(self.feeds.items())
                 if feed.last_ok_ns is not None
             ),
+            gateways=tuple(
+                (envoy, str(facts["serial"]), str(facts["firmware"]))
+                for envoy, facts in sorted(self.gateways.items())
+                if "serial" in facts
+            ),
         )
+
+
+def _overwrite(path: Path, data: bytes) -> None:
+    """Write ``data`` over the file's own blocks (no temp file: for when the disk is full),
+    padded to the old size so that the reserve stays for the next time."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        write_all(fd, data.ljust(os.fstat(fd).st_size))
+    finally:
+        os.close(fd)
 
 
 def read_status(state_dir: Path) -> dict[str, Any] | None:

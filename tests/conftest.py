@@ -16,6 +16,7 @@ import pytest
 
 from tests.servers import (
     InfluxDB1,
+    Mosquitto,
     PrometheusServer,
     ServerProcess,
     VictoriaMetrics,
@@ -62,6 +63,31 @@ def influxdb1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxDB1]:
     _require("influxdb")
     server = InfluxDB1(tmp_path_factory.mktemp("influxdb"))
     yield from _serve(server)  # type: ignore[misc]
+
+
+MQTT_USERS = {"envoy": "mqtt-Secret-pw"}  #: the user the ``mosquitto_auth`` broker knows
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    """An anonymous mosquitto for the whole session; do not stop it (use own_mosquitto)."""
+    _require("mosquitto")
+    yield from _serve(Mosquitto(tmp_path_factory.mktemp("mosquitto")))  # type: ignore[misc]
+
+
+@pytest.fixture(scope="session")
+def mosquitto_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    """A mosquitto that accepts only MQTT_USERS (a password file from mosquitto_passwd)."""
+    _require("mosquitto")
+    server = Mosquitto(tmp_path_factory.mktemp("mosquitto-auth"), MQTT_USERS)
+    yield from _serve(server)  # type: ignore[misc]
+
+
+@pytest.fixture
+def own_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A mosquitto only this test uses: it may stop and start it."""
+    _require("mosquitto")
+    yield from _serve(Mosquitto(tmp_path))  # type: ignore[misc]
 
 
 @pytest.fixture

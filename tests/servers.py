@@ -1,4 +1,4 @@
-"""Real database servers for tests: VictoriaMetrics, InfluxDB 1.x and Prometheus.
+"""Real servers for tests: VictoriaMetrics, InfluxDB 1.x, Prometheus and mosquitto.
 
 Each server runs as a child process of the test session on a free loopback port, with
 its data, config and log in a temp dir; start-up waits for the server's readiness
@@ -13,6 +13,9 @@ uses systemd or the packages' default ports and directories.
 
 from __future__ import annotations
 
+import os
+import pwd
+import random
 import shutil
 import socket
 import subprocess
@@ -30,12 +33,20 @@ BINARIES = {
     "victoria-metrics": "victoria-metrics",
     "influxdb": "influxd",
     "prometheus": "prometheus",
+    "mosquitto": "mosquitto",
 }
+#: where a package's binary is when PATH lacks it (Debian puts mosquitto in /usr/sbin)
+SBIN = Path("/usr/sbin")
 
 
 def missing(*names: str) -> list[str]:
     """Packages (keys of BINARIES) whose binary is not on PATH."""
-    return [name for name in names if shutil.which(BINARIES[name]) is None]
+    return [name for name in names if binary(name) is None]
+
+
+def binary(name: str) -> str | None:
+    """The path of a package's binary: on PATH, or in /usr/sbin for non-root users."""
+    return shutil.which(BINARIES[name]) or shutil.which(BINARIES[name], path=str(SBIN))
 
 
 def free_port() -> int:
@@ -43,6 +54,28 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def free_fixed_port() -> int:
+    """A free loopback port below the ephemeral range, for a server that is restarted.
+
+    A client retrying a connection to a stopped server on an ephemeral port can be given
+    that very port as its own source port and connect to itself (TCP simultaneous open),
+    holding the port so the server cannot bind it again. Outside the range that cannot be.
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(100):
+        port = random.randrange(max(1024, low - 12000), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 class ServerProcess:
@@ -90,15 +123,19 @@ class ServerProcess:
                 raise RuntimeError(
                     f"{self.name} exited with {self._proc.returncode} on start:\n{self.log_tail()}"
                 )
-            try:
-                answer = requests.get(self.url + self._ready_path, timeout=2)
-                if answer.status_code == self._ready_status:
-                    return
-            except requests.RequestException:
-                pass
+            if self.ready():
+                return
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"{self.name} not ready within {timeout_s} s:\n{self.log_tail()}")
+
+    def ready(self) -> bool:
+        """The readiness endpoint answers as expected."""
+        try:
+            answer = requests.get(self.url + self._ready_path, timeout=2)
+        except requests.RequestException:
+            return False
+        return answer.status_code == self._ready_status
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it has not exited within the grace period."""
@@ -266,3 +303,55 @@ def start_prometheus(
     server._cleanup = cleanup
     server.start()
     return server
+
+
+class Mosquitto(ServerProcess):
+    """The mosquitto MQTT broker on a loopback port: anonymous, or with one user.
+
+    With persistence in its workdir, as Debian's default config has it: retained
+    messages and persistent sessions (a subscriber's queued QoS 1 messages) survive a
+    stop and start, so a test can count what arrived across a broker restart.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        users: dict[str, str] | None = None,
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
+        """``tls``: (certificate chain, key) files; the listener then speaks only TLS."""
+        port = free_fixed_port()  # tests stop and start it while clients keep retrying
+        conf = workdir / "mosquitto.conf"
+        lines = [
+            # as root, mosquitto would switch to the mosquitto user, who cannot write here
+            f"user {pwd.getpwuid(os.getuid()).pw_name}",
+            f"listener {port} 127.0.0.1",
+            "persistence true",
+            f"persistence_location {workdir}/",
+        ]
+        if tls:
+            lines += [f"certfile {tls[0]}", f"keyfile {tls[1]}"]
+        if users:
+            passwords = workdir / "passwords"
+            for i, (user, password) in enumerate(users.items()):
+                create = ["-c"] if i == 0 else []
+                subprocess.run(
+                    ["mosquitto_passwd", "-b", *create, str(passwords), user, password],
+                    check=True,
+                    capture_output=True,
+                )
+            lines += ["allow_anonymous false", f"password_file {passwords}"]
+        else:
+            lines += ["allow_anonymous true"]
+        conf.write_text("\n".join(lines) + "\n")
+        super().__init__(
+            "mosquitto", [binary("mosquitto") or "mosquitto", "-c", str(conf)], port, "", workdir
+        )
+
+    def ready(self) -> bool:
+        """The listener accepts connections."""
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+        except OSError:
+            return False
+        return True

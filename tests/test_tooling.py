@@ -22,7 +22,12 @@ def test_ruff_finds_nothing_to_complain_about() -> None:
     assert result.returncode == 0, result.stdout[-4000:]
 
 
+def test_ruff_format_would_change_nothing() -> None:
+    result = run("ruff", "format", "--check", ".")
+    assert result.returncode == 0, result.stdout[-4000:]
+
+
 @pytest.mark.slow
-def test_mypy_is_clean_strict_on_shared_and_supervisor() -> None:
+def test_mypy_is_clean_strict_on_shared_supervisor_and_workers() -> None:
     result = run("mypy")
     assert result.returncode == 0, result.stdout[-4000:]

@@ -31,6 +31,10 @@ still to come would be interpolated into it. Samples older than what a series ha
 seen, or in a finished day, are ignored, so a replayed batch is harmless.
 
 Local days come from `zoneinfo`: DST days are 23 or 25 hours long.
+
+A state file that cannot be written (disk full or failing, `shared.storage`) is reported
+once per episode and tried again on the next batch; the state stays in memory meanwhile,
+so only a restart during the episode loses what the file misses.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from shared.messages import (
     PowerBatch,
     Tags,
 )
+from shared.storage import StorageEpisode, tolerant_write, write_all
 
 log = structlog.get_logger(__name__)
 
@@ -120,6 +125,7 @@ class DailyEnergyTracker:
         self._expected = dict(expected_inverters)
         self._max_gap_ns = int(max_gap_s * NS)
         self._state_path = state_path
+        self.storage = StorageEpisode(log, state_path, "daily energy since the last save")
         self._save_every_ns = int(save_every_s * NS)
         self._reset()
         if state_path is not None and state_path.exists():
@@ -169,8 +175,10 @@ class DailyEnergyTracker:
         (the tracker itself saves only periodically, while no day is pending)."""
         if self._state_path is None:
             return
-        self._saved_ns = self._clock_ns
-        _write_atomic(self._state_path, json.dumps(self._state()).encode())
+        path, data = self._state_path, json.dumps(self._state()).encode()
+        # On a full disk _saved_ns stays: the next batch tries again.
+        if tolerant_write(self.storage, lambda: _write_atomic(path, data)):
+            self._saved_ns = self._clock_ns
 
     # --- meters -------------------------------------------------------------------------
 
@@ -373,10 +381,14 @@ class DailyEnergyTracker:
 def _write_atomic(path: Path, data: bytes) -> None:
     """Replace `path` with `data` so a crash leaves the old or the new file, never half."""
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # give back the space a partial copy took
+        raise
     os.replace(tmp, path)

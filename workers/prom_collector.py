@@ -278,6 +278,13 @@ class EnvoyCollector(Collector):
         )
         yield _family(
             GaugeMetricFamily,
+            "envoy_storage_error",
+            "1 while this writer cannot write to the state dir (disk full or failing)",
+            ["writer"],
+            sm.storage_error,
+        )
+        yield _family(
+            GaugeMetricFamily,
             "envoy_token_expiry_timestamp_seconds",
             "exp of the gateway's token",
             ["envoy"],

@@ -13,6 +13,9 @@ answers like telegraf does:
 * anything else (429, 5xx, network): kept, retried with backoff, honouring Retry-After.
 
 The database being down for hours only grows the spool, bounded by ``spool_max_mb``.
+A spool that cannot be written (disk full, `shared.storage`) fails `accept`, which the
+sink loop holds and retries; a forwarder that cannot mark entries sent retries them after
+RETRY_MIN_S (InfluxDB takes the same points twice as one).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import structlog
 from shared.config import InfluxSinkConfig
 from shared.lineproto import encode
 from shared.messages import Batch, DailyEnergyBatch, SelfMetrics, SinkStatus
+from shared.storage import StorageEpisode, is_storage_error
 from workers.influx_writer import InfluxWriter, Outcome
 from workers.spool import Entry, Spool
 
@@ -74,6 +78,7 @@ class InfluxBackend:
             self._spool.dead_letter_count(),
             self._forwarder.last_ok_s,
             self._forwarder.last_error,
+            storage_error=self._forwarder.storage.error,
         )
 
     def drain(self, deadline: float) -> bool:
@@ -105,6 +110,7 @@ class Forwarder:
         self._auth_failing = False
         self.last_ok_s: float | None = None
         self.last_error = ""
+        self.storage = StorageEpisode(log, spool.path, "sent batches, sent again later")
 
     def run(self) -> None:
         while not self.stop:
@@ -117,7 +123,15 @@ class Forwarder:
                 self.wake.wait(5.0)
                 self.wake.clear()
                 continue
-            pause = self._forward(entries)
+            try:
+                pause = self._forward(entries)
+            except Exception as exc:
+                if not is_storage_error(exc):
+                    raise
+                self.storage.failed(exc)
+                pause = RETRY_MIN_S
+            else:
+                self.storage.ok()
             if pause:
                 self._back_off(pause)
         self._spool.close()

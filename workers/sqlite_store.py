@@ -140,7 +140,10 @@ class SqliteStore:
                     self._db.executemany(self._upserts[table], table_rows)
             self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            # SQLite may have rolled back itself (a full disk at COMMIT): a second
+            # ROLLBACK would raise and hide the error that matters.
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             raise
 
     def count(self, measurement: str) -> int:

@@ -211,6 +211,13 @@ def render(status: dict[str, Any], now_s: float) -> list[str]:
                 for n, c in sinks.items()
             ],
         )
+    storage = status.get("storage_errors") or {}
+    if storage:
+        out += section(
+            "disk full or failing: these writers keep data in memory and retry",
+            ("writer", "error"),
+            [(writer, str(error)[:80]) for writer, error in sorted(storage.items())],
+        )
     return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from shared.config import (
     AccountConfig,
     GatewayConfig,
     InfluxSinkConfig,
+    MqttSinkConfig,
     PrometheusSinkConfig,
     SiteConfig,
     SqliteSinkConfig,
@@ -157,6 +159,12 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
         "reserved tag name",
         with_(MINIMAL, **{"envoys.0.inverters": {"123": {"serial": "x"}}}),
         "envoys[0].inverters.123.serial",
+        "reserved",
+    ),
+    (
+        "inverter tag named like the daily series' direction",
+        with_(MINIMAL, **{"envoys.0.inverters": {"123": {"direction": "east"}}}),
+        "envoys[0].inverters.123.direction",
         "reserved",
     ),
     (
@@ -626,3 +634,45 @@ def test_the_example_file_is_valid(tmp_path: Path) -> None:
         SqliteSinkConfig,
     }
     assert os.fspath(config.source) == os.fspath(EXAMPLE)
+
+
+# --- the mqtt sink ------------------------------------------------------------------------
+
+
+def test_an_mqtt_sink_takes_its_defaults_and_its_password_from_the_environment(
+    tmp_path: Path,
+) -> None:
+    sink = {"type": "mqtt", "host": "192.168.1.5", "username": "envoy"}
+    config = load(tmp_path, with_(MINIMAL, sinks=[sink]), MQTT_PASSWORD="Mqtt-pw-from-env")
+    (mqtt,) = config.sinks
+    assert mqtt == MqttSinkConfig(
+        name="mqtt", host="192.168.1.5", username="envoy", password="Mqtt-pw-from-env"
+    )
+    assert (mqtt.port, mqtt.topic_prefix, mqtt.discovery_prefix) == (1883, "envoy", "homeassistant")
+    assert mqtt.discovery and not mqtt.inverter_sensors
+    shown = "\n".join(describe_config(config)) + repr(config)
+    assert "Mqtt-pw-from-env" not in shown
+    assert "sink mqtt: mqtt broker 192.168.1.5:1883, user envoy, topics under envoy/" in shown
+
+
+def test_mqtt_sink_problems_are_reported_by_key(tmp_path: Path) -> None:
+    sink = {"type": "mqtt", "topic_prefix": "envoy/#", "ca_file": "nope.pem", "port": 0}
+    found = problems(tmp_path, with_(MINIMAL, sinks=[sink]))
+    file = str(tmp_path / "site.yml")
+    assert f"{file}: sinks[0].host: missing: the MQTT broker's host name or address" in found
+    assert any(p.startswith(f"{file}: sinks[0].topic_prefix: expected topic levels") for p in found)
+    assert any(p.startswith(f"{file}: sinks[0].ca_file: no such file") for p in found)
+    assert any(p.startswith(f"{file}: sinks[0].port:") for p in found)
+
+
+def test_an_mqtt_sink_without_paho_names_the_install_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "paho", None)  # as if paho-mqtt were not installed
+    monkeypatch.setitem(sys.modules, "paho.mqtt", None)
+    monkeypatch.setitem(sys.modules, "paho.mqtt.client", None)
+    found = problems(tmp_path, with_(MINIMAL, sinks=[{"type": "mqtt", "host": "127.0.0.1"}]))
+    assert found == [
+        f"{tmp_path / 'site.yml'}: sinks[0].type: mqtt needs the paho-mqtt package:"
+        ' pip install "envoy-supervisor[mqtt]"'
+    ]

@@ -7,7 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from tests.servers import Mosquitto
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -57,3 +61,29 @@ def test_the_demo_refuses_options_of_a_real_site_instead_of_ignoring_them(
         main(["--demo", *extra])
     assert exited.value.code == 2
     assert "--demo runs simulated gateways" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.servers
+def test_the_demo_publishes_to_an_mqtt_broker_when_given_one(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    seen: list[str] = []
+    sub = mqtt.Client(CallbackAPIVersion.VERSION2)
+    sub.on_message = lambda _c, _u, m: seen.append(m.topic)
+    sub.connect("127.0.0.1", mosquitto.port)
+    sub.subscribe("#", qos=1)
+    sub.loop_start()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "supervisor", "--demo", "--envoys", "1", "--duration", "8",
+             "--state-dir", str(tmp_path / "demo"), "--mqtt", f"127.0.0.1:{mosquitto.port}"],
+            cwd=REPO, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    finally:
+        sub.disconnect()
+        sub.loop_stop()
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"MQTT to 127.0.0.1:{mosquitto.port}" in result.stdout
+    assert "envoy/demo-1/power/state" in seen
+    assert any(t.startswith("homeassistant/sensor/envoy_demo-1_") for t in seen)
