@@ -76,7 +76,7 @@ def test_the_demo_publishes_to_an_mqtt_broker_when_given_one(
     sub.loop_start()
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "supervisor", "--demo", "--envoys", "1", "--duration", "8",
+            [sys.executable, "-m", "supervisor", "--demo", "--envoys", "1", "--duration", "20",
              "--state-dir", str(tmp_path / "demo"), "--mqtt", f"127.0.0.1:{mosquitto.port}"],
             cwd=REPO, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
         )  # fmt: skip
