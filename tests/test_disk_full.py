@@ -332,3 +332,73 @@ def test_healthz_and_the_status_command_say_disk_full_while_a_writer_cannot_writ
     lines = render(status, 1.0)
     assert any(line.startswith("disk full or failing") for line in lines)
     assert any(line.startswith("journal") and "Errno 28" in line for line in lines)
+
+
+class FullOnAck:
+    """A real spool whose first ``failures`` acks meet a full disk (ENOSPC), as SQLite
+    raises it when the delete cannot be journalled."""
+
+    def __init__(self, path: Path, failures: int) -> None:
+        from workers.spool import Spool
+
+        self.spool = Spool(path, max_bytes=1 << 20)
+        self.failures = failures
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.spool, name)
+
+    def ack(self, ids: object) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.spool.ack(ids)  # type: ignore[arg-type]
+
+
+class AcknowledgingLink:
+    """A broker link that is connected and acknowledges every publish at once."""
+
+    class Info:
+        def wait_for_publish(self, timeout: float) -> None:
+            pass
+
+        def is_published(self) -> bool:
+            return True
+
+    def __init__(self) -> None:
+        import threading
+
+        self.connected = threading.Event()
+        self.connected.set()
+        self.published: list[object] = []
+
+    def publish(self, message: object) -> Info:
+        self.published.append(message)
+        return self.Info()
+
+
+def test_the_mqtt_forwarder_outlives_a_spool_it_cannot_mark_sent_and_then_empties_it(
+    tmp_path: Path,
+) -> None:
+    import threading
+
+    from shared.mqtt_topics import Message
+    from workers.sink_mqtt import Forwarder, encode
+
+    spool = FullOnAck(tmp_path / "spool.sqlite3", failures=2)
+    for i in range(5):
+        spool.put(encode(Message(f"envoy/garage/power/state/{i}", "{}")), "mqtt")
+    link = AcknowledgingLink()
+    with capture_logs() as logs:
+        forwarder = Forwarder(spool, link, structlog.get_logger())  # type: ignore[arg-type]
+        thread = threading.Thread(target=forwarder.run, daemon=True)
+        thread.start()
+        try:
+            wait_for(lambda: not spool.peek(10, 1 << 20), 30, "the spool emptied")
+            assert thread.is_alive()
+            assert forwarder.storage.error == ""
+        finally:
+            forwarder.stop = True
+            forwarder.wake.set()
+            thread.join(10)
+    assert len(full_events(logs)) == 1  # one episode, one line
+    assert len(link.published) >= 15  # published again after each failed ack

@@ -45,6 +45,7 @@ from shared.mqtt_topics import (
     status_topic,
 )
 from shared.points import NS_PER_S
+from shared.storage import StorageEpisode, is_storage_error
 from workers.spool import Entry, Spool
 
 BATCH_ITEMS = 200  #: messages published before waiting for their PUBACKs
@@ -206,7 +207,7 @@ class MqttBackend:
         max_bytes = int(config.spool_max_mb * 1024 * 1024)
         self._spool = Spool(path, max_bytes, log=log)
         self._link = Link(config, log)
-        self._forwarder = Forwarder(Spool(path, max_bytes, log=log), self._link)
+        self._forwarder = Forwarder(Spool(path, max_bytes, log=log), self._link, log)
         self._thread = threading.Thread(target=self._forwarder.run, name="forward", daemon=True)
         self._thread.start()
 
@@ -247,6 +248,7 @@ class MqttBackend:
             self._spool.dead_letter_count(),
             self._forwarder.last_ok_s,
             self._link.last_error,
+            storage_error=self._forwarder.storage.error,
         )
 
     def drain(self, deadline: float) -> bool:
@@ -266,13 +268,16 @@ class MqttBackend:
 class Forwarder:
     """Publishes the spool to the broker, oldest first (runs on its own thread)."""
 
-    def __init__(self, spool: Spool, link: Link) -> None:
+    def __init__(
+        self, spool: Spool, link: Link, log: structlog.typing.FilteringBoundLogger
+    ) -> None:
         self._spool = spool
         self._link = link
         self.wake = threading.Event()
         self.stop = False
         self.deadline: float | None = None  #: draining for shutdown: give up after this
         self.last_ok_s: float | None = None
+        self.storage = StorageEpisode(log, spool.path, "published messages, published again later")
 
     def run(self) -> None:
         while not self.stop:
@@ -286,9 +291,22 @@ class Forwarder:
                 self.wake.clear()
             elif not self._link.connected.wait(RETRY_S):
                 continue  # paho reconnects on its own thread; the Link logs why not yet
-            elif not self._publish(entries):
+            elif not self._published(entries):
                 time.sleep(RETRY_S)
         self._spool.close()
+
+    def _published(self, entries: list[Entry]) -> bool:
+        """`_publish`, with a spool that cannot mark entries sent (disk full) reported as
+        an episode and retried, like the InfluxDB forwarder: the thread must not die of it."""
+        try:
+            done = self._publish(entries)
+        except Exception as exc:
+            if not is_storage_error(exc):
+                raise
+            self.storage.failed(exc)
+            return False
+        self.storage.ok()
+        return done
 
     def _publish(self, entries: list[Entry]) -> bool:
         """Publish entries and delete each the broker acknowledged; True if all were."""
