@@ -134,6 +134,10 @@ class SupervisionConfig:
     max_restarts: int = 10  #: more restarts than this within restart_window_s: FATAL
     restart_window_s: float = 300.0
     grace_s: float = 10.0  #: shutdown: time for sinks to drain before everything is killed
+    #: a FATAL worker is started again this long after it went FATAL; doubles per episode
+    fatal_cooldown_s: float = 600.0
+    fatal_cooldown_max_s: float = 21600.0
+    fatal_forever: bool = False  #: leave a FATAL worker down until the service is restarted
 
 
 @dataclass(frozen=True, slots=True)

@@ -100,7 +100,7 @@ MQTT_KEYS = ("type", "name", "host", "port", "password", "ca_file", "keepalive_s
 SINK_TYPES = ("sqlite", "influxdb", "prometheus", "mqtt")
 MQTT_INSTALL = 'pip install "envoy-supervisor[mqtt]"'
 SUPERVISION_FLOATS = ("heartbeat_s", "hang_timeout_s", "backoff_initial_s", "backoff_max_s",
-                      "restart_window_s", "grace_s")
+                      "restart_window_s", "grace_s", "fatal_cooldown_s", "fatal_cooldown_max_s")
 # fmt: on
 #: used when the file configures no sinks: the embedded store that needs no server
 DEFAULT_SINK = SqliteSinkConfig(name="sqlite")
@@ -360,13 +360,18 @@ def _site(r: Reader, raw: object, source: Path, environ: Mapping[str, str]) -> S
     ]
 
     sup_data = r.mapping(
-        data.get("supervision"), "supervision", (*SUPERVISION_FLOATS, "max_restarts")
+        data.get("supervision"),
+        "supervision",
+        (*SUPERVISION_FLOATS, "max_restarts", "fatal_forever"),
     )
     dflt = defaults(SupervisionConfig)
     sup = {k: r.number(sup_data, "supervision", k, dflt[k]) for k in SUPERVISION_FLOATS}
     max_restarts = r.whole(sup_data, "supervision", "max_restarts", dflt["max_restarts"], 10**6)
+    forever = r.flag(sup_data, "supervision", "fatal_forever", dflt["fatal_forever"])
     if sup["backoff_initial_s"] > sup["backoff_max_s"]:
         r.problem("supervision.backoff_initial_s", "must not exceed backoff_max_s")
+    if sup["fatal_cooldown_s"] > sup["fatal_cooldown_max_s"]:
+        r.problem("supervision.fatal_cooldown_s", "must not exceed fatal_cooldown_max_s")
     if sup["hang_timeout_s"] <= sup["heartbeat_s"]:
         r.problem("supervision.hang_timeout_s", "must be longer than heartbeat_s")
     log_data = r.mapping(data.get("logging"), "logging", ("level", "format"))
@@ -395,7 +400,7 @@ def _site(r: Reader, raw: object, source: Path, environ: Mapping[str, str]) -> S
         state_dir=resolve(base, state_dir) if state_dir else base / site["state_dir"],
         timezone=timezone or site["timezone"],
         daily_max_gap_s=gap,
-        supervision=SupervisionConfig(**sup, max_restarts=max_restarts),
+        supervision=SupervisionConfig(**sup, max_restarts=max_restarts, fatal_forever=forever),
         logging=LoggingConfig(level=level, format=fmt),
         shard=shard,
         health=health,
@@ -489,7 +494,12 @@ def describe_config(config: SiteConfig, workers: Sequence[tuple[str, str]] = ())
     lines.append(
         f"supervision: heartbeat every {sup.heartbeat_s:g} s, hung after {sup.hang_timeout_s:g}"
         f" s, backoff {sup.backoff_initial_s:g}..{sup.backoff_max_s:g} s, FATAL after more "
-        f"than {sup.max_restarts} restarts in {sup.restart_window_s:g} s"
+        f"than {sup.max_restarts} restarts in {sup.restart_window_s:g} s, "
+        + (
+            "then down for good"
+            if sup.fatal_forever
+            else f"retried {sup.fatal_cooldown_s:g}..{sup.fatal_cooldown_max_s:g} s later"
+        )
     )
     if config.health.port is not None:
         lines.append(f"health: http://{config.health.listen}:{config.health.port}/healthz")

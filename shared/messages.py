@@ -224,6 +224,8 @@ class SelfMetrics:
     storage_error: tuple[tuple[str, int], ...] = ()
     #: (envoy, serial, firmware) of each gateway read from its /info (the MQTT devices)
     gateways: tuple[tuple[str, str, str], ...] = ()
+    #: (worker name, 1 while it is FATAL: down, waiting for its cool-down or for good)
+    worker_fatal: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

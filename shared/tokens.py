@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 import structlog
 
+from shared.backoff import Backoff
 from shared.errors import InvalidToken
 from shared.storage import StorageEpisode, tolerant_write
 
@@ -151,7 +152,7 @@ class LoginState:
 
     def failed(self, now: float, backoff_s: float, backoff_max_s: float) -> LoginState:
         """After a failed login: wait ``backoff_s`` doubling per failure, capped."""
-        wait = min(backoff_s * 2.0**self.failures, backoff_max_s)
+        wait = Backoff(backoff_s, backoff_max_s).after(self.failures + 1)
         return LoginState(self.failures + 1, now + wait, self.last_login_s)
 
     def locked(self, now: float, wait_s: float) -> LoginState:

@@ -212,11 +212,14 @@ class Supervisor:
         elif action is Action.KILL:
             child.kill()
         elif action is Action.GIVE_UP:
+            retry_at = watched.state.next_start_at
             log.critical(
-                "worker restarted too often: giving up on it (FATAL); the rest keep running",
+                "worker restarted too often: FATAL, left down; the rest keep running",
                 name=name,
                 max_restarts=self._policy.max_restarts,
                 window_s=self._policy.restart_window_s,
+                episode=watched.state.fatal_count,
+                retry_in_s=None if retry_at is None else round(retry_at - self._clock()),
             )
         if before.state is not watched.state.state and watched.state.state is State.BACKOFF:
             log.warning(
@@ -225,7 +228,7 @@ class Supervisor:
                 code=watched.state.last_exit_code,
                 backoff_s=watched.state.backoff_s,
             )
-        self.status.worker(name, child.spec.kind, child.pid, watched.state)
+        self.status.worker(name, child.spec.kind, child.pid, watched.state, self._clock())
 
     def _send(self, name: str, message: object) -> None:
         watched = self._watched.get(name)

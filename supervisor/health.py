@@ -2,7 +2,9 @@
 
 Answers JSON: 200 when every gateway's power feed polled successfully within
 `LATE_AFTER_INTERVALS` of its poll intervals, 503 otherwise, naming the late gateways;
-503 also while a writer cannot write to the state dir (``storage_errors``: disk full).
+503 also while a writer cannot write to the state dir (``storage_errors``: disk full),
+and while a worker is FATAL (``workers_down``: a sink that cannot start stores nothing,
+however well the gateways are polled).
 A gateway not polled yet counts as starting (200) until that long after the supervisor
 started. `assess` is the pure judgement; `HealthServer` serves it from a daemon thread
 of the supervisor process (stdlib ``http.server``), off unless ``health.port`` is set.
@@ -28,7 +30,7 @@ import structlog
 
 from shared.config import SiteConfig
 from supervisor.shard import shard_view
-from supervisor.status import read_status
+from supervisor.status import read_status, workers_down
 
 log = structlog.get_logger(worker="supervisor")
 
@@ -70,7 +72,11 @@ def assess(
     if storage:
         body["status"] = "disk full"
         body["storage_errors"] = storage
-    return (503 if late or storage else 200), body
+    down = workers_down((status or {}).get("workers") or {})
+    if down:
+        body["status"] = "worker down" if body["status"] == "ok" else body["status"]
+        body["workers_down"] = down
+    return (503 if late or storage or down else 200), body
 
 
 class _Server(ThreadingHTTPServer):

@@ -9,7 +9,12 @@ Tests drive it with fake times.
 Children are permanent (Erlang/OTP's one-for-one, Supervisor's autorestart=true): any
 exit that was not asked for is restarted after an exponential backoff, until the child
 restarts more than ``max_restarts`` times within ``restart_window_s`` (see
-`supervisor.flapping`); then it is FATAL and stays down while the others keep running.
+`supervisor.flapping`); then it is FATAL: it stays down while the others keep running,
+and is started again after a cool-down (``fatal_cooldown_s``, doubling per FATAL episode
+up to ``fatal_cooldown_max_s``), because what made it crash (a full disk, a database
+server being upgraded) usually passes and nobody may be there to restart the service.
+With ``fatal_forever`` it stays down until started deliberately. A child that then runs
+stably for ``backoff_max_s`` has recovered: both streaks start over.
 
 Time-based transitions (a backoff that ran out, a stop grace period that ran out) happen
 on a `Tick`: the supervisor sends one whenever ``child.deadline`` has passed. No channels.
@@ -20,6 +25,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, replace
 
+from shared.backoff import Backoff
 from shared.config import SupervisionConfig
 from supervisor.flapping import Flapping
 
@@ -30,7 +36,7 @@ class State(enum.Enum):
     BACKOFF = "backoff"  #: exited unasked; waiting until next_start_at to restart
     STOPPING = "stopping"  #: asked to stop; its exit will not be restarted
     EXITED = "exited"  #: not running and not due to run (never started, or stopped)
-    FATAL = "fatal"  #: restarted too often within the window: given up
+    FATAL = "fatal"  #: restarted too often within the window: down until next_start_at
 
 
 class Action(enum.Enum):
@@ -38,7 +44,7 @@ class Action(enum.Enum):
     START = "start"  #: spawn the process (with fresh channels)
     STOP = "stop"  #: send it `Stop` so it drains and exits on its own
     KILL = "kill"  #: SIGKILL it; its exit arrives later as `Exited`
-    GIVE_UP = "give_up"  #: it went FATAL: log it loudly, leave it down
+    GIVE_UP = "give_up"  #: it went FATAL: log it loudly, leave it down for the cool-down
 
 
 # --- events -----------------------------------------------------------------------------
@@ -90,7 +96,8 @@ class ChildState:
     restarts: tuple[float, ...] = ()  #: times of recent restarts (for the intensity limit)
     consecutive_failures: int = 0  #: exits in the current failure streak
     backoff_s: float = 0.0  #: the delay before the latest restart; 0 outside a streak
-    next_start_at: float | None = None  #: BACKOFF: when to start it again
+    next_start_at: float | None = None  #: BACKOFF, FATAL: when to start it again
+    fatal_count: int = 0  #: FATAL episodes since it last ran stably
     stop_deadline: float | None = None  #: STOPPING: when to kill it if it has not exited
     started_at: float | None = None  #: when the current process was spawned
     healthy_since: float | None = None  #: its first heartbeat
@@ -100,7 +107,7 @@ class ChildState:
     @property
     def deadline(self) -> float | None:
         """When the supervisor must send a `Tick`, if anything is pending."""
-        if self.state is State.BACKOFF:
+        if self.state in (State.BACKOFF, State.FATAL):
             return self.next_start_at
         if self.state is State.STOPPING:
             return self.stop_deadline
@@ -124,19 +131,18 @@ def _ran_stably(policy: SupervisionConfig, child: ChildState, now: float) -> boo
     return child.healthy_since is not None and now - child.healthy_since >= policy.backoff_max_s
 
 
-def _next_backoff(policy: SupervisionConfig, previous_s: float) -> float:
-    # Doubling the previous delay (not initial * 2**n) cannot overflow and, with min(),
-    # can never decrease or pass the cap within a streak.
-    if previous_s <= 0:
-        return min(policy.backoff_initial_s, policy.backoff_max_s)
-    return min(previous_s * 2, policy.backoff_max_s)
+def _fatal(policy: SupervisionConfig, child: ChildState, now: float) -> ChildState:
+    count = child.fatal_count + 1
+    cooldown = Backoff(policy.fatal_cooldown_s, policy.fatal_cooldown_max_s).after(count)
+    retry_at = None if policy.fatal_forever else now + cooldown
+    return replace(child, state=State.FATAL, next_start_at=retry_at, fatal_count=count)
 
 
 def _crashed(
     policy: SupervisionConfig, child: ChildState, code: int | None, now: float
 ) -> tuple[ChildState, Action]:
     if _ran_stably(policy, child, now):
-        child = replace(child, consecutive_failures=0, backoff_s=0.0)
+        child = replace(child, consecutive_failures=0, backoff_s=0.0, fatal_count=0)
     flapping = Flapping(policy.max_restarts, policy.restart_window_s, child.restarts).record(now)
     child = replace(
         child,
@@ -148,9 +154,11 @@ def _crashed(
     )
     if flapping.exceeded(now):
         # STARTING/RUNNING -> FATAL: the restart this exit calls for would exceed the limit.
-        return replace(child, state=State.FATAL, next_start_at=None), Action.GIVE_UP
+        return _fatal(policy, child, now), Action.GIVE_UP
     # STARTING/RUNNING -> BACKOFF: restart once the (growing) delay has passed.
-    backoff = _next_backoff(policy, child.backoff_s)
+    backoff = Backoff(policy.backoff_initial_s, policy.backoff_max_s).after(
+        child.consecutive_failures
+    )
     return (
         replace(child, state=State.BACKOFF, backoff_s=backoff, next_start_at=now + backoff),
         Action.NOTHING,
@@ -178,11 +186,12 @@ def decide(
                 return replace(child, state=State.RUNNING, healthy_since=now), Action.NOTHING
             if (
                 state is State.RUNNING
-                and child.consecutive_failures
+                and (child.consecutive_failures or child.fatal_count)
                 and _ran_stably(policy, child, now)
             ):
                 # RUNNING, long enough: the failure streak is over.
-                return replace(child, consecutive_failures=0, backoff_s=0.0), Action.NOTHING
+                recovered = replace(child, consecutive_failures=0, backoff_s=0.0, fatal_count=0)
+                return recovered, Action.NOTHING
         case Exited(code=code):
             if state in (State.STARTING, State.RUNNING):
                 return _crashed(policy, child, code, now)
@@ -208,8 +217,8 @@ def decide(
                 # STARTING/RUNNING -> STOPPING: let it drain, kill it after grace_s.
                 stopping = replace(child, state=State.STOPPING, stop_deadline=now + policy.grace_s)
                 return stopping, Action.STOP
-            if state is State.BACKOFF:
-                # BACKOFF -> EXITED: nothing runs, so cancel the pending restart.
+            if state in (State.BACKOFF, State.FATAL):
+                # BACKOFF/FATAL -> EXITED: nothing runs, so cancel the pending restart.
                 return replace(child, state=State.EXITED, next_start_at=None), Action.NOTHING
         case Tick():
             if (
@@ -220,6 +229,19 @@ def decide(
                 # BACKOFF -> STARTING: the delay has passed.
                 restarted = replace(child, restarts_total=child.restarts_total + 1)
                 return _spawned(restarted, now), Action.START
+            if (
+                state is State.FATAL
+                and child.next_start_at is not None
+                and now >= child.next_start_at
+            ):
+                # FATAL -> STARTING: the cool-down is over; a fresh window and streak, but
+                # the FATAL count stays, so a child that keeps failing cools down longer.
+                retried = ChildState(
+                    restarts_total=child.restarts_total + 1,
+                    fatal_count=child.fatal_count,
+                    last_exit_code=child.last_exit_code,
+                )
+                return _spawned(retried, now), Action.START
             if (
                 state is State.STOPPING
                 and child.stop_deadline is not None

@@ -29,7 +29,7 @@ import structlog
 from shared.messages import GatewayInfo, PollReport, SelfMetrics
 from shared.percentiles import percentiles
 from shared.storage import StorageEpisode, is_storage_error, write_all
-from supervisor.policy import ChildState
+from supervisor.policy import ChildState, State
 
 STATUS_FILE = "status.json"
 PUBLISH_EVERY_S = 1.0
@@ -70,13 +70,19 @@ class StatusBoard:
         self._published = 0.0
         self._dirty = True
 
-    def worker(self, name: str, kind: str, pid: int | None, state: ChildState) -> None:
+    def worker(self, name: str, kind: str, pid: int | None, state: ChildState, now: float) -> None:
+        """``now`` is the time on the clock of ``state`` (the supervisor's monotonic one)."""
+        retry_at_s = None
+        if state.state is State.FATAL and state.next_start_at is not None:
+            retry_at_s = self._clock() + (state.next_start_at - now)  # as wall-clock time
         self.workers[name] = {
             "kind": kind,
             "state": state.state.value,
             "pid": pid,
             "restarts": state.restarts_total,
             "last_exit_code": state.last_exit_code,
+            "fatal_count": state.fatal_count,
+            "retry_at_s": retry_at_s,
         }
         self._dirty = True
 
@@ -205,6 +211,10 @@ class StatusBoard:
             storage_error=tuple(
                 (writer, int(writer in failing)) for writer in (*OWN_WRITERS, *sinks)
             ),
+            worker_fatal=tuple(
+                (name, int(worker["state"] == State.FATAL.value))
+                for name, worker in sorted(self.workers.items())
+            ),
             last_success_ns=tuple(
                 (envoy, feed_name, feed.last_ok_ns)
                 for (envoy, feed_name), feed in sorted(self.feeds.items())
@@ -226,6 +236,26 @@ def _overwrite(path: Path, data: bytes) -> None:
         write_all(fd, data.ljust(os.fstat(fd).st_size))
     finally:
         os.close(fd)
+
+
+def workers_down(workers: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """FATAL worker -> a one-line reason, from the ``workers`` of a status snapshot."""
+    down = {}
+    for name, worker in sorted(workers.items()):
+        if worker.get("state") != State.FATAL.value:
+            continue
+        retry_at = worker.get("retry_at_s")
+        when = (
+            "left down for good (supervision.fatal_forever)"
+            if retry_at is None
+            else "started again at "
+            + time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(retry_at)))
+        )
+        down[name] = (
+            f"FATAL (restarted too often; episode {worker.get('fatal_count', 1)},"
+            f" last exit code {worker.get('last_exit_code')}): {when}"
+        )
+    return down
 
 
 def read_status(state_dir: Path) -> dict[str, Any] | None:

@@ -28,6 +28,7 @@ from typing import Protocol
 
 import structlog
 
+from shared.backoff import Backoff
 from shared.config import GatewayConfig
 from shared.errors import GatewayAuthError, GatewayError
 from shared.gateway import GatewayClient
@@ -101,10 +102,12 @@ def to_ns(tick_s: float) -> int:
 
 
 def backoff_s(interval_s: float, failures: int) -> float:
-    """How long to leave an unreachable gateway alone after ``failures`` in a row."""
-    if failures <= 1:
-        return 0.0
-    return min(interval_s * 2.0 ** (failures - 1), MAX_BACKOFF_S)
+    """How long to leave an unreachable gateway alone after ``failures`` in a row.
+
+    The first failure costs nothing extra (the next tick tries again: one lost answer is
+    common on Wi-Fi); from the second on, twice the interval, doubling, up to the cap.
+    """
+    return Backoff(2 * interval_s, MAX_BACKOFF_S).after(failures - 1)
 
 
 class Poller:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import structlog
 
+from shared.backoff import Backoff
 from shared.errors import GatewayBadResponse
 from shared.gateway import GatewayClient
 from shared.messages import GatewayInfo, MeterInfo, PowerBatch, PowerSample
@@ -25,8 +26,8 @@ PRODUCTION = "/production.json?details=1"
 SUMMARY = "/api/v1/production"
 METERS = "/ivp/meters"
 READINGS = "/ivp/meters/readings"
-HTML_RETRY_FIRST_S = 60  #: after an HTML production.json, try it again this much later
-HTML_RETRY_MAX_S = 3600  #: .. doubling up to this
+#: after an HTML production.json, try it again 60 s later, doubling up to every hour
+HTML_RETRY = Backoff(60.0, 3600.0)
 
 
 class PowerFeed:
@@ -52,8 +53,8 @@ class PowerFeed:
                 if not exc.parse_error.reason.startswith("an HTML page"):
                     raise
                 self._html_answers += 1
-                retry_s = min(HTML_RETRY_FIRST_S * 2 ** (self._html_answers - 1), HTML_RETRY_MAX_S)
-                self._retry_production_ns = tick_ns + retry_s * 10**9
+                retry_s = HTML_RETRY.after(self._html_answers)
+                self._retry_production_ns = tick_ns + round(retry_s * 1e9)
                 if self._html_answers == 1:
                     self._log.info(
                         "production.json is an HTML page: using /api/v1/production for now",

@@ -285,6 +285,13 @@ class EnvoyCollector(Collector):
         )
         yield _family(
             GaugeMetricFamily,
+            "envoy_worker_fatal",
+            "1 while this worker is FATAL: restarted too often, down until its cool-down ends",
+            ["worker"],
+            sm.worker_fatal,
+        )
+        yield _family(
+            GaugeMetricFamily,
             "envoy_token_expiry_timestamp_seconds",
             "exp of the gateway's token",
             ["envoy"],

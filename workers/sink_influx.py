@@ -27,6 +27,7 @@ from pathlib import Path
 
 import structlog
 
+from shared.backoff import Backoff
 from shared.config import InfluxSinkConfig
 from shared.lineproto import encode
 from shared.messages import Batch, DailyEnergyBatch, SelfMetrics, SinkStatus
@@ -38,6 +39,7 @@ BATCH_ITEMS = 200  #: spool entries per write request (a poll is ~30 points)
 BATCH_BYTES = 1 << 20
 RETRY_MIN_S = 1.0
 RETRY_MAX_S = 60.0
+RETRY = Backoff(RETRY_MIN_S, RETRY_MAX_S)  #: 1 s after a failed write, doubling to 60 s
 DRAIN_RETRY_S = 0.2  #: shutting down: retry at this pace until the drain deadline
 DRAIN_STEP_S = 0.5  #: drain() returns this often so the sink can keep heartbeating
 AUTH_RETRY_S = 300.0  #: a refused token will not fix itself quickly; do not hammer
@@ -106,7 +108,7 @@ class Forwarder:
         self.wake = threading.Event()
         self.stop = False
         self.deadline: float | None = None  #: draining for shutdown: give up after this
-        self._retry_s = 0.0
+        self._failures = 0  # failed writes in a row (not counting refused credentials)
         self._auth_failing = False
         self.last_ok_s: float | None = None
         self.last_error = ""
@@ -181,17 +183,17 @@ class Forwarder:
                 )
             self._auth_failing = True
             return AUTH_RETRY_S
-        if not self._retry_s:
+        if not self._failures:
             self._log.warning("database write failed: retrying", reason=result.message)
-        self._retry_s = min(max(self._retry_s * 2, RETRY_MIN_S), RETRY_MAX_S)
+        self._failures += 1
         if result.retry_after_s is not None:  # the server knows best how long it needs
-            self._retry_s = max(result.retry_after_s, RETRY_MIN_S)
-        return self._retry_s
+            return max(result.retry_after_s, RETRY_MIN_S)
+        return RETRY.after(self._failures)
 
     def _recovered(self) -> None:
-        if self._retry_s or self._auth_failing:
+        if self._failures or self._auth_failing:
             self._log.info("database writes succeed again")
-        self._retry_s = 0.0
+        self._failures = 0
         self._auth_failing = False
         self.last_ok_s = time.time()
         self.last_error = ""

@@ -5,7 +5,9 @@ prints every worker, gateway, feed and sink as tables, or the file itself with
 ``--json``. It never talks to the supervisor, so it works from any shell that can read
 the state dir. A supervisor counts as running when the file exists, its pid is alive and
 it was updated within `STALE_AFTER_S`; otherwise the command says "not running", shows
-the last known state, and exits 3 (like ``systemctl status`` for a dead unit).
+the last known state, and exits 3 (like ``systemctl status`` for a dead unit). A running
+supervisor with a FATAL worker (down for its cool-down, or for good) exits 4 and names
+it: the Docker HEALTHCHECK then shows unhealthy while nothing is stored.
 
 The state dir comes from ``--config`` (only ``state_dir`` is read, so the service's
 secrets need not be in this shell's environment) or ``--state-dir``. Nothing printed is
@@ -28,10 +30,11 @@ import yaml
 
 from shared.config import SiteConfig
 from shared.config_values import defaults, resolve
-from supervisor.status import STATUS_FILE, read_status
+from supervisor.status import STATUS_FILE, read_status, workers_down
 
 STALE_AFTER_S = 10.0  #: the file is rewritten every second; this much silence means dead
 NOT_RUNNING = 3
+DEGRADED = 4  #: running, but a worker is FATAL
 
 
 def add_parser(sub: Any) -> None:
@@ -224,20 +227,23 @@ def render(status: dict[str, Any], now_s: float) -> list[str]:
 def report(state_dir: Path, as_json: bool, now_s: float, alive: Callable[[int], bool]) -> int:
     status = read_status(state_dir)
     why = verdict(status, now_s, alive)
+    down = workers_down((status or {}).get("workers") or {}) if why is None else {}
+    code = NOT_RUNNING if why is not None else DEGRADED if down else 0
     if as_json:
-        body = {"running": why is None, "reason": why, "status": status}
+        body = {"running": why is None, "reason": why, "workers_down": down, "status": status}
         sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
-        return 0 if why is None else NOT_RUNNING
+        return code
     if status is None:
         print(f"supervisor: {why}: no {state_dir / STATUS_FILE}")
         return NOT_RUNNING
     started = float(status.get("started_s") or 0.0)
     if why is None:
         head = f"supervisor: running, pid {status['pid']}, up {age(now_s - started)}"
+        head += "".join(f"\nworker down: {name} {reason}" for name, reason in down.items())
     else:
         head = f"supervisor: {why}; the last known state follows"
     print("\n".join([head, f"state dir: {state_dir}", *render(status, now_s)]))
-    return 0 if why is None else NOT_RUNNING
+    return code
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from shared.config_loader import describe_config, load_config
 from shared.errors import ConfigError
 from shared.messages import PollReport
 from supervisor.health import HealthServer, assess, serve_site
+from supervisor.policy import ChildState, State
 from supervisor.shard import shard_view
 from supervisor.status import StatusBoard, read_status
 from tests.supervisor.conftest import start_site, stop_site, wait_for
@@ -135,6 +137,26 @@ def test_a_failing_gateway_turns_the_endpoint_503_naming_it(
     assert code == 503
     assert body["late"] == ["garage"]
     assert body["gateways"]["garage"]["last_ok_age_s"] == 60.0
+
+
+def test_a_fatal_worker_turns_the_endpoint_503_naming_it_and_when_it_is_retried(
+    served: tuple[StatusBoard, str],
+) -> None:
+    board, url = served
+    poll(board, "garage", 1)
+    poll(board, "shed", 1)
+    fatal = ChildState(state=State.FATAL, next_start_at=700.0, fatal_count=2, last_exit_code=1)
+    board.worker("sink:db", "sink", None, fatal, now=100.0)  # monotonic 100: retry in 600 s
+    board.publish(force=True)
+    code, body = get(url)
+    assert (code, body["status"], body["late"]) == (503, "worker down", [])
+    reason = body["workers_down"]["sink:db"]
+    assert reason.startswith("FATAL (restarted too often; episode 2, last exit code 1)")
+    assert time.strftime("%H:%M:%S", time.localtime(NOW + 600)) in reason
+    assert read_status(board.path.parent)["workers"]["sink:db"]["retry_at_s"] == NOW + 600
+    board.worker("sink:db", "sink", 4321, ChildState(state=State.RUNNING), now=701.0)
+    board.publish(force=True)
+    assert get(url)[0] == 200
 
 
 def test_other_paths_are_404_and_query_strings_are_ignored(

@@ -121,7 +121,66 @@ def test_too_many_restarts_within_the_window_make_the_child_fatal() -> None:
         child, now = crash_and_restart(child, now, policy)
     child, action = decide(policy, child, Exited(1), now)
     assert (child.state, action) == (State.FATAL, Action.GIVE_UP)
-    assert child.deadline is None
+    assert child.deadline == now + policy.fatal_cooldown_s
+
+
+def go_fatal(child: ChildState, now: float, policy: SupervisionConfig) -> tuple[ChildState, float]:
+    """Crash a started child until it is FATAL; return it and the time."""
+    while True:
+        child, action = decide(policy, child, Exited(1), now)
+        if action is Action.GIVE_UP:
+            return child, now
+        assert child.next_start_at is not None
+        now = child.next_start_at
+        child, _ = decide(policy, child, Tick(), now)
+
+
+COOLING = SupervisionConfig(
+    backoff_initial_s=1.0,
+    backoff_max_s=4.0,
+    max_restarts=2,
+    restart_window_s=60.0,
+    fatal_cooldown_s=600.0,
+    fatal_cooldown_max_s=2000.0,
+)
+
+
+def test_a_fatal_child_is_started_again_after_a_cool_down_that_doubles_to_its_cap() -> None:
+    child, now = running(COOLING), 0.0
+    cooldowns = []
+    for episode in range(1, 6):
+        child, now = go_fatal(child, now, COOLING)
+        assert (child.state, child.fatal_count) == (State.FATAL, episode)
+        assert child.next_start_at is not None
+        # Nothing wakes it early: not a Tick before the time, not a heartbeat.
+        assert decide(COOLING, child, Tick(), child.next_start_at - 0.1) == (child, Action.NOTHING)
+        cooldowns.append(child.next_start_at - now)
+        now = child.next_start_at
+        child, action = decide(COOLING, child, Tick(), now)
+        assert (child.state, action) == (State.STARTING, Action.START)
+        assert child.restarts == ()  # a fresh window: it gets its restarts again
+    assert cooldowns == [600.0, 1200.0, 2000.0, 2000.0, 2000.0]
+    assert child.fatal_count == 5
+
+
+def test_a_fatal_child_that_then_runs_stably_starts_its_next_cool_down_afresh() -> None:
+    child, now = running(COOLING), 0.0
+    child, now = go_fatal(child, now, COOLING)
+    child, now = go_fatal(decide(COOLING, child, Tick(), now + 600)[0], now + 600, COOLING)
+    assert child.fatal_count == 2
+    now = child.next_start_at or 0.0
+    child, _ = decide(COOLING, child, Tick(), now)
+    child, _ = decide(COOLING, child, Healthy(), now + 1)
+    child, _ = decide(COOLING, child, Healthy(), now + 1 + COOLING.backoff_max_s)
+    assert child.fatal_count == 0
+    child, now = go_fatal(child, now + 100, COOLING)
+    assert child.next_start_at == now + COOLING.fatal_cooldown_s
+
+
+def test_stopping_the_supervisor_cancels_a_fatal_childs_cool_down() -> None:
+    child, now = go_fatal(running(COOLING), 0.0, COOLING)
+    child, action = decide(COOLING, child, StopRequested(), now + 1)
+    assert (child.state, action, child.deadline) == (State.EXITED, Action.NOTHING, None)
 
 
 def test_restarts_spread_wider_than_the_window_never_make_the_child_fatal() -> None:
@@ -134,14 +193,15 @@ def test_restarts_spread_wider_than_the_window_never_make_the_child_fatal() -> N
     assert child.state is State.STARTING
 
 
-def test_a_fatal_child_stays_down_until_started_deliberately() -> None:
-    policy = SupervisionConfig(max_restarts=1, restart_window_s=60.0)
+def test_a_fatal_child_stays_down_until_started_deliberately_when_asked_to() -> None:
+    policy = SupervisionConfig(max_restarts=1, restart_window_s=60.0, fatal_forever=True)
     child, now = running(policy), 0.0
     child, now = crash_and_restart(child, now, policy)
     child, action = decide(policy, child, Exited(1), now)
     assert action is Action.GIVE_UP
-    for event in (Tick(), Exited(1), Healthy(), Hung(), StopRequested()):
-        assert decide(policy, child, event, now + 1000) == (child, Action.NOTHING)
+    assert child.deadline is None
+    for event in (Tick(), Exited(1), Healthy(), Hung()):
+        assert decide(policy, child, event, now + 10**9) == (child, Action.NOTHING)
     child, action = decide(policy, child, Start(), now + 1000)
     assert (child.state, action) == (State.STARTING, Action.START)
     assert child.restarts == ()
@@ -193,6 +253,9 @@ POLICIES = st.builds(
     max_restarts=st.integers(min_value=1, max_value=6),
     restart_window_s=st.floats(min_value=1.0, max_value=500.0),
     grace_s=st.floats(min_value=0.1, max_value=30.0),
+    fatal_cooldown_s=st.floats(min_value=0.1, max_value=200.0),
+    fatal_cooldown_max_s=st.floats(min_value=0.1, max_value=400.0),
+    fatal_forever=st.booleans(),
 )
 
 
@@ -216,7 +279,10 @@ def test_any_event_sequence_keeps_the_policy_sound(
         # Always a valid state, with the deadline it needs.
         assert isinstance(child.state, State)
         assert child.consecutive_failures >= 0
-        assert (child.state is State.BACKOFF) == (child.next_start_at is not None)
+        pending = child.state is State.BACKOFF or (
+            child.state is State.FATAL and not policy.fatal_forever
+        )
+        assert pending == (child.next_start_at is not None)
         assert 0.0 <= child.backoff_s <= policy.backoff_max_s
         if child.state is State.BACKOFF and before.state is not State.BACKOFF:
             assert child.next_start_at == now + child.backoff_s
@@ -224,6 +290,13 @@ def test_any_event_sequence_keeps_the_policy_sound(
         crashed = before.state in (State.STARTING, State.RUNNING) and isinstance(event, Exited)
         if isinstance(event, Start) and before.state in (State.EXITED, State.FATAL):
             crash_times = []
+        if isinstance(event, Tick) and before.state is State.FATAL and action is Action.START:
+            # The cool-down is over: due, and a fresh window.
+            assert before.next_start_at is not None and now >= before.next_start_at
+            crash_times = []
+        if child.state is State.FATAL and before.state is not State.FATAL:
+            cooldown = child.deadline
+            assert cooldown is None or 0 < cooldown - now <= policy.fatal_cooldown_max_s
         if crashed:
             crash_times.append(now)
             # Backoff never decreases within a streak.

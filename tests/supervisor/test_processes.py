@@ -14,6 +14,8 @@ import time
 import pytest
 
 from tests.supervisor.conftest import FAST_SUPERVISION, Site, start_site, stop_site, wait_for
+from tests.supervisor.test_health import free_port, get
+from tests.supervisor.test_status_command import run_status
 
 pytestmark = pytest.mark.slow
 
@@ -77,6 +79,40 @@ def test_a_worker_that_keeps_dying_goes_fatal_while_the_rest_keep_running(tmp_pa
         rows = power_rows(site, "gw2")
         wait_for(lambda: power_rows(site, "gw2") > rows + 1, 20, "gw2 still polled")
         assert site.worker("power:gw2")["pid"] == other
+    finally:
+        stop_site(site)
+
+
+def test_a_fatal_worker_fails_health_and_status_and_is_started_again_after_its_cool_down(
+    tmp_path,
+) -> None:
+    port = free_port()
+    supervision = {**FAST_SUPERVISION, "max_restarts": 2, "fatal_cooldown_s": 8}
+    health = f"health: {{listen: 127.0.0.1, port: {port}}}\n"
+    site = start_site(tmp_path, supervision, extra_yaml=health)
+    try:
+        site.running_pid("power:gw2")
+        for _ in range(3):
+            pid = site.running_pid("inverters:gw1")
+            os.kill(pid, signal.SIGKILL)
+            wait_for(
+                lambda p=pid: site.worker("inverters:gw1").get("pid") != p,
+                20,
+                "the killed worker to be noticed",
+            )
+        wait_for(lambda: site.worker("inverters:gw1").get("state") == "fatal", 20, "FATAL")
+        status = run_status("--config", str(site.config))
+        assert status.returncode == 4, status.stdout + status.stderr
+        assert "worker down: inverters:gw1 FATAL" in status.stdout
+        code, body = get(f"http://127.0.0.1:{port}", "/healthz")
+        assert (code, list(body["workers_down"])) == (503, ["inverters:gw1"])
+        restarts = site.worker("inverters:gw1")["restarts"]
+        # The cool-down over, it runs again by itself; health and status are clean again.
+        site.running_pid("inverters:gw1", timeout=30)
+        assert site.worker("inverters:gw1")["restarts"] == restarts + 1
+        assert site.worker("inverters:gw1")["fatal_count"] == 1
+        wait_for(lambda: run_status("--config", str(site.config)).returncode == 0, 20, "exit 0")
+        wait_for(lambda: get(f"http://127.0.0.1:{port}", "/healthz")[0] == 200, 20, "200")
     finally:
         stop_site(site)
 

@@ -38,12 +38,13 @@ def run_status(*args: str) -> subprocess.CompletedProcess[str]:
 def published(state_dir: Path, clock: float, pid: int | None = None) -> dict[str, Any]:
     """A status.json as a supervisor with one gateway and one sink writes it."""
     board = StatusBoard(state_dir, clock=lambda: clock)
-    board.worker("power:garage", "power", 4242, ChildState(state=State.RUNNING))
+    board.worker("power:garage", "power", 4242, ChildState(state=State.RUNNING), 0.0)
     board.worker(
         "sink:influx",
         "sink",
         None,
         ChildState(state=State.BACKOFF, restarts_total=3, last_exit_code=-9),
+        0.0,
     )
     board.identified("garage", GatewayInfo("122238082763", "D7.6.175", (7, 6, 175), True, True))
     board.token_expiry({"garage": int(clock + 20 * 86400)})
@@ -138,6 +139,21 @@ def test_the_command_says_not_running_and_exits_3_when_the_pid_is_gone(tmp_path:
     assert result.stdout.startswith("supervisor: not running (pid ")
     assert "the last known state follows" in result.stdout
     assert "power:garage" in result.stdout
+
+
+def test_the_command_exits_4_naming_a_fatal_worker_while_the_supervisor_lives(
+    tmp_path: Path,
+) -> None:
+    data = published(tmp_path, time.time(), pid=os.getpid())
+    data["workers"]["sink:influx"].update(state="fatal", retry_at_s=None, fatal_count=1)
+    (tmp_path / "status.json").write_bytes(orjson.dumps(data))
+    result = run_status("--state-dir", str(tmp_path))
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "worker down: sink:influx FATAL (restarted too often; episode 1" in result.stdout
+    assert "left down for good (supervision.fatal_forever)" in result.stdout
+    as_json = run_status("--state-dir", str(tmp_path), "--json")
+    assert as_json.returncode == 4
+    assert list(orjson.loads(as_json.stdout)["workers_down"]) == ["sink:influx"]
 
 
 def test_the_command_exits_3_when_nothing_was_ever_published(tmp_path: Path) -> None:
