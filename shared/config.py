@@ -56,6 +56,9 @@ class GatewayConfig:
     scheme: Literal["auto", "http", "https"] = "auto"  #: auto: from the firmware in /info
     power_interval_s: float = 5.0
     inverter_interval_s: float = 60.0
+    #: /production.json?details=1 (5 s to answer; only the inverter sum and whLifetime
+    #: counters that nothing faster has): read this often by the power poller, off its ticks
+    production_interval_s: float = 60.0
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 20.0  #: gateways answer in 3-11 s when busy
     pin_certificate: bool = False  #: trust the gateway's certificate on first use, then pin it

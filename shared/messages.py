@@ -60,6 +60,7 @@ class PowerSample(NamedTuple):
     wh_lifetime: float | None  #: lifetime energy counter
     wh_delivered: float | None = None  #: meters readings: energy imported (actEnergyDlvd)
     wh_received: float | None = None  #: meters readings: energy exported (actEnergyRcvd)
+    freq_hz: float | None = None  #: meters readings: line frequency
 
 
 class InverterReport(NamedTuple):
@@ -198,13 +199,15 @@ class PollReport:
     """The outcome of one poll: for status, `envoy_up` and the error counters."""
 
     envoy: str
-    feed: str  #: "power" or "inverters"
+    feed: str  #: "power", "production" (the slow production.json) or "inverters"
     tick_ns: int
     ok: bool
     error_kind: str = ""  #: GatewayError.kind when not ok, or "skipped" for a missed tick
     detail: str = ""  #: one-line error text (never a secret)
     jitter_ms: float = 0.0  #: how late the poll started after it was due (tick + phase)
     duration_ms: float = 0.0  #: how long the gateway took to answer
+    endpoint: str = ""  #: what the feed read for this poll (e.g. "/ivp/meters/readings")
+    interval_s: float = 0.0  #: the feed's configured cadence, for readings-per-minute in status
 
 
 @dataclass(frozen=True, slots=True)

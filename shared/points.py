@@ -54,7 +54,15 @@ def _table(record_fields: tuple[str, ...], mapping: Mapping[str, str]) -> FieldT
 # the written schema separate from the record layout so either can change alone.
 POWER_FIELDS = _table(
     PowerSample._fields,
-    {"p_w": "p_w", "q_var": "q_var", "s_va": "s_va", "i_a": "i_a", "v_v": "v_v", "pf": "pf"},
+    {
+        "p_w": "p_w",
+        "q_var": "q_var",
+        "s_va": "s_va",
+        "i_a": "i_a",
+        "v_v": "v_v",
+        "pf": "pf",
+        "freq_hz": "freq_hz",
+    },
 )
 ENERGY_FIELDS = _table(
     PowerSample._fields,

@@ -57,6 +57,7 @@ POWER_GAUGES = (
     ("envoy_current_amperes", "i_a", "amperes", "RMS current"),
     ("envoy_voltage_volts", "v_v", "volts", "RMS voltage"),
     ("envoy_power_factor", "pf", "", "Power factor"),
+    ("envoy_frequency_hertz", "freq_hz", "hertz", "Line frequency (meters readings)"),
 )
 ENERGY_COUNTERS = (
     ("envoy_energy_joules", "wh_lifetime", "Lifetime energy counter of the meter"),

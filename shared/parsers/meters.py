@@ -3,7 +3,8 @@
 The meter list says what each meter measures (by ``eid``), whether it is enabled, and how
 many phases it has; the readings only carry the eid, so `parse_meters_readings` takes the
 parsed list. Readings add what /production.json lacks: the lifetime counters of energy
-delivered (imported) and received (exported) through the meter. Pure: no I/O, no logging.
+delivered (imported) and received (exported) through the meter, and the line frequency
+(``freq``; optional, as older firmware may lack it). Pure: no I/O, no logging.
 
 measurement_type is the meter's measurementType as sent: production, net-consumption or
 total-consumption, and on collar/battery sites (8.3.1598) also storage, backfeed, ...
@@ -91,14 +92,17 @@ def _meter(entry: Any, body: bytes) -> MeterInfo:
 
 
 def _add_reading(samples: list[PowerSample], meter: MeterInfo, reading: Any, body: bytes) -> None:
-    rows = [(LINE_TOTAL, _READING_VALUES(reading))]
     phases = PHASES[: max(meter.phase_count, 0)]
-    channels = zip(phases, reading["channels"], strict=False)  # extra channels: unused
-    rows += ((line, _READING_VALUES(channel)) for line, channel in channels)
-    for line, values in rows:
-        if not all_numbers(values):
+    rows = [(LINE_TOTAL, reading)]
+    rows += zip(phases, reading["channels"], strict=False)  # extra channels: unused
+    for line, values_of in rows:
+        values = _READING_VALUES(values_of)
+        freq = values_of.get("freq")
+        if not all_numbers(values) or (freq is not None and not all_numbers((freq,))):
             raise ParseError(
-                READINGS_ENDPOINT, f"eid {meter.eid} {line}: {non_number_reason(values)}", body
+                READINGS_ENDPOINT,
+                f"eid {meter.eid} {line}: {non_number_reason((*values, freq))}",
+                body,
             )
         if line != LINE_TOTAL and values == _ZEROS:
             continue  # an unused phase
@@ -116,5 +120,6 @@ def _add_reading(samples: list[PowerSample], meter: MeterInfo, reading: Any, bod
                 None,
                 delivered,
                 received,
+                freq,
             )
         )

@@ -69,7 +69,7 @@ _EIM_VALUES = itemgetter(
 )
 _INVERTER_VALUES = itemgetter("wNow", "whLifetime")
 _ZEROS = (0, 0, 0, 0, 0, 0, 0)  # equal to (0.0, ...) too: a padded line
-_NO_METER_COUNTERS = (None, None)  # wh_delivered, wh_received: only meters readings have them
+_NO_METER_COUNTERS = (None, None, None)  # wh_delivered, wh_received, freq_hz: meters readings only
 
 # (measurement_type, line) prefixes for the total and for each phase, built once.
 _PREFIXES = {
@@ -156,7 +156,7 @@ def _walk(
             samples.append(
                 _new(
                     PowerSample,
-                    (INVERTERS, LINE_TOTAL, p_w, None, None, None, None, None, wh, None, None),
+                    (INVERTERS, LINE_TOTAL, p_w, None, None, None, None, None, wh, None, None, None),
                 )
             )
         elif not isinstance(kind, str):
@@ -198,7 +198,8 @@ def _correct_total_is_net(
         wh = p["whLifetime"] + n["whLifetime"]
         corrected.append(
             _new(
-                PowerSample, (*prefix, p_w, None, None, None, t["rmsVoltage"], None, wh, None, None)
+                PowerSample,
+                (*prefix, p_w, None, None, None, t["rmsVoltage"], None, wh, None, None, None),
             )
         )
     return corrected
