@@ -87,7 +87,8 @@ ENVOY_KEYS = ("name", "host", "serial", "account", "token", "scheme", "poll", "p
               "inverters")
 #: YAML key under ``poll:`` -> GatewayConfig field
 POLL_KEYS = {"power_s": "power_interval_s", "inverters_s": "inverter_interval_s",
-             "production_s": "production_interval_s", "connect_timeout_s": "connect_timeout_s", "read_timeout_s": "read_timeout_s"}
+             "production_s": "production_interval_s", "connect_timeout_s": "connect_timeout_s",
+             "read_timeout_s": "read_timeout_s"}
 INFLUX_V1_KEYS = ("database", "database_daily", "retention_policy", "username", "password")
 INFLUX_V2_KEYS = ("org", "bucket", "bucket_daily", "token")
 INFLUX_KEYS = ("type", "name", "url", "version", "timeout_s", "spool_max_mb")

@@ -18,6 +18,8 @@ INVERTERS = "/api/v1/production/inverters"
 
 
 class InverterFeed:
+    endpoint = INVERTERS
+
     def __init__(self, envoy: str, tags: dict[str, Tags]) -> None:
         self._envoy = envoy
         self._tags = tags

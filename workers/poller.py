@@ -5,14 +5,34 @@ timestamps. Each poll is due a fixed phase after its tick (`PollerSettings.phase
 spread across the site's gateways by `supervisor.plan.stagger`), so a site's pollers do
 not all wake at the same instant; the batch keeps the tick as its time and carries the
 phase. The poll thread keeps the schedule and runs the polls, one at a time: a tick whose
-poll came due while the previous one still ran (3-11 s answers are normal) is skipped and
-reported, never queued (queueing would overload the gateway). The main thread owns the
-mailbox (heartbeats, tokens, Stop) and watches the poll thread: a poll stuck far beyond
-every timeout means a wedged socket, and the worker exits so the supervisor restarts it
-clean.
+poll came due while the previous one still ran is skipped and reported, never queued
+(queueing would overload the gateway). The main thread owns the mailbox (heartbeats,
+tokens, Stop) and watches the poll thread: a poll stuck far beyond every timeout means a
+wedged socket, and the worker exits so the supervisor restarts it clean.
+
+Why a slow answer never costs a fast tick (issue 13). A gateway computes its slow JSON
+endpoints (production.json 5 s, inventory.json 6 s, /home 9 s) one at a time on one
+backend, and answers ``/ivp/*`` and ``/api/v1/*`` (0.3 s) alongside them. So:
+
+* the tick path asks only fast endpoints (power: ``/ivp/meters/readings`` or
+  ``/api/v1/production``; inverters: ``/api/v1/production/inverters``): a 0.3 s answer
+  fits in a 1 s tick with room for jitter;
+* the power poller's production.json runs on a thread of its own, at its own cadence
+  (``poll.production_s``), one in flight (`workers.power.ProductionFetch`); its result
+  joins the next tick's batch, so the tick never waits for it;
+* `shared.gateway.GatewayClient` serialises slow requests across both pollers of a
+  gateway with a lock file, and lets fast ones go alongside without it, so neither the
+  inverter poller nor production.json ever holds a power tick up.
+
+The gateway is then never asked more than it takes: at most one slow request from us at a
+time (it would only queue on its one backend), and at most one fast request per poll
+thread (three in all), each thread waiting for its own answer before it asks again. A
+fast endpoint that hangs itself (the 23:00 outage, a device_data hang) still costs the
+ticks it hangs over, and they are reported skipped with the reason.
 
 Reads from the inbox: `TokenIssued`, `Stop`. Writes to the outbox: the feed's batches,
-`PollReport`, `GatewayIdentified`, `TokenRejected`.
+`PollReport` (with the endpoint read and the configured cadence), `GatewayIdentified`,
+`TokenRejected`.
 """
 
 from __future__ import annotations
@@ -64,7 +84,10 @@ class Feed(Protocol):
     """One kind of poll: what to fetch and how to turn it into a batch.
 
     ``tick_ns`` is the batch's time; the batch carries ``phase_ns`` beside it.
+    ``endpoint`` names what the last poll read (status shows it).
     """
+
+    endpoint: str
 
     def poll(
         self, client: GatewayClient, info: GatewayInfo, tick_ns: int, phase_ns: int
@@ -72,7 +95,7 @@ class Feed(Protocol):
 
 
 def request_lock_path(settings: PollerSettings) -> Path:
-    """The lock file both pollers of a gateway take around each request."""
+    """The lock file both pollers of a gateway take around each slow request."""
     return settings.state_dir / "locks" / f"{settings.gateway.name}.lock"
 
 
@@ -260,5 +283,7 @@ class Poller:
                 detail,
                 jitter_ms,
                 duration_ms,
+                self._feed.endpoint,
+                self.settings.interval_s,
             )
         )

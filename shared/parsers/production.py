@@ -156,7 +156,20 @@ def _walk(
             samples.append(
                 _new(
                     PowerSample,
-                    (INVERTERS, LINE_TOTAL, p_w, None, None, None, None, None, wh, None, None, None),
+                    (
+                        INVERTERS,
+                        LINE_TOTAL,
+                        p_w,
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        wh,
+                        None,
+                        None,
+                        None,
+                    ),
                 )
             )
         elif not isinstance(kind, str):

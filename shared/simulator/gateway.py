@@ -144,8 +144,14 @@ class SimulatedGateway:
 
     @property
     def max_in_flight(self) -> int:
-        """The most requests this gateway ever handled at once (a poller should keep it 1)."""
+        """The most requests this gateway ever handled at once."""
         return self._server.max_in_flight
+
+    @property
+    def max_slow_in_flight(self) -> int:
+        """The most slow requests (production.json, inventory.json, /home) it ever handled
+        at once: a logger should keep it 1, as they only queue on the gateway's backend."""
+        return self._server.max_slow_in_flight
 
     @property
     def certificate_pem(self) -> bytes:

@@ -28,6 +28,7 @@ from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 from shared.simulator.faults import Fault, FaultKind, FaultPlan
+from shared.simulator.timing import SLOW_PATHS
 
 # Idle keep-alive connections are dropped after this, so stopped tests leave no threads.
 _IDLE_TIMEOUT_S = 30.0
@@ -142,7 +143,7 @@ class _Handler(BaseHTTPRequestHandler):
             owner.observe(request, response, fault)
             self._send(response, fault)
         finally:
-            owner.request_finished()
+            owner.request_finished(request.path)
 
     def _apply(self, fault: Fault | None, request: Request) -> Response | None:
         """The response under ``fault``; None when the connection is dropped instead."""
@@ -245,7 +246,10 @@ class BackgroundServer:
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
         self._in_flight = 0
-        self.max_in_flight = 0  #: most requests ever handled at once (gateways want 1)
+        self.max_in_flight = 0  #: most requests ever handled at once
+        self._slow_in_flight = 0
+        #: most slow requests (`timing.SLOW_PATHS`) ever handled at once (gateways want 1)
+        self.max_slow_in_flight = 0
 
     @property
     def url(self) -> str:
@@ -300,10 +304,15 @@ class BackgroundServer:
             self._counts[path] += 1
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
+            if path in SLOW_PATHS:
+                self._slow_in_flight += 1
+                self.max_slow_in_flight = max(self.max_slow_in_flight, self._slow_in_flight)
 
-    def request_finished(self) -> None:
+    def request_finished(self, path: str) -> None:
         with self._lock:
             self._in_flight -= 1
+            if path in SLOW_PATHS:
+                self._slow_in_flight -= 1
 
     def request_counts(self) -> dict[str, int]:
         """Requests received per path (faulted ones included) since construction."""

@@ -56,6 +56,9 @@ SLOW = frozenset(
     }
 )
 
+#: the request paths (query left off) of the `SLOW` endpoints
+SLOW_PATHS = frozenset(key.partition("?")[0] for key in SLOW)
+
 
 def parse_latency(text: str) -> float:
     """``real``, ``instant`` or a non-negative factor of real (``0.1``) -> the scale."""

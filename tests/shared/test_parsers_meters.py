@@ -60,7 +60,7 @@ def expected_readings(readings: list[Any], meters: list[Any]) -> list[PowerSampl
             counters = [values["actEnergyDlvd"], values["actEnergyRcvd"]]
             if line != "total" and not any(numbers + counters):
                 continue
-            out.append(PowerSample(mt, line, *numbers, None, *counters))
+            out.append(PowerSample(mt, line, *numbers, None, *counters, values.get("freq")))
     return out
 
 

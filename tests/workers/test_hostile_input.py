@@ -27,16 +27,23 @@ from shared.config import GatewayConfig, SiteConfig
 from shared.config_loader import load_config
 from shared.errors import ConfigError, GatewayError
 from shared.gateway import GatewayClient
-from shared.messages import InverterBatch, PowerBatch
+from shared.messages import InverterBatch, PollReport, PowerBatch
 from shared.simulator.faults import FaultPlan
 from shared.simulator.fixture import info_xml
 from shared.simulator.server import BackgroundServer, Request, Response
 from tests.fixtures import FIXTURES
 from workers.inverters import InverterFeed
-from workers.power import PowerFeed
+from workers.power import PowerFeed, ProductionFetch
 
 CAPTURE = FIXTURES / "7.6.175_with_cts_3phase"
 MEASUREMENT_TYPES = {"production", "total-consumption", "net-consumption", "inverters"}
+
+
+def power_feed(reports: list[PollReport]) -> PowerFeed:
+    """The power feed, its production.json fetched in the caller so a test sees it all."""
+    return PowerFeed("hostile", ProductionFetch("hostile", 60.0, reports.append, threaded=False))
+
+
 LINES = {"total", "L1", "L2", "L3"}
 STATUSES = [200, 200, 200, 200, 201, 204, 301, 302, 304, 400, 401, 403, 404, 429, 500, 502, 503]
 SETTINGS = settings(
@@ -194,13 +201,17 @@ def test_any_power_answer_gives_sane_samples_or_a_gateway_error(
     gateway.answer("/api/v1/production", production)
     gateway.answer("/ivp/meters", Response(200, (CAPTURE / "meters.json").read_bytes()))
     gateway.answer("/ivp/meters/readings", readings)
-    feed = PowerFeed("hostile")
+    reports: list[PollReport] = []
+    feed = power_feed(reports)
     try:
         info = client.info()
         batch = feed.poll(client, info, tick_ns=1_700_000_000_000_000_000, phase_ns=0)
     except GatewayError as error:
         assert str(error)  # a message a user can read
         return
+    finally:
+        # production.json's own errors are reported, typed, never a bug
+        assert all(r.error_kind != "bug" and (r.ok or r.detail) for r in reports), reports
     assert isinstance(batch, PowerBatch)
     for sample in batch.samples:
         assert sample.measurement_type in MEASUREMENT_TYPES
@@ -275,7 +286,7 @@ def test_any_yaml_gives_a_config_or_a_config_error_naming_the_file(
 # --- a transient HTML page ------------------------------------------------------------
 
 
-def test_one_html_error_page_costs_per_phase_readings_for_a_minute_not_until_a_restart(
+def test_one_html_error_page_costs_the_inverter_sum_for_a_minute_not_until_a_restart(
     gateway: HostileGateway, client: GatewayClient
 ) -> None:
     real = Response(200, (CAPTURE / "production.json").read_bytes())
@@ -289,15 +300,20 @@ def test_one_html_error_page_costs_per_phase_readings_for_a_minute_not_until_a_r
     gateway.answer(
         "/production.json", Response(200, b"<!DOCTYPE html><html>busy</html>", "text/html")
     )
-    feed = PowerFeed("hostile")
+    reports: list[PollReport] = []
+    feed = power_feed(reports)
     info = client.info()
     second = 10**9
     start = 1_700_000_000 * second
 
-    def lines(tick_ns: int) -> set[str]:
-        return {s.line for s in feed.poll(client, info, tick_ns, 0).samples}
+    def types(tick_ns: int) -> set[str]:
+        return {s.measurement_type for s in feed.poll(client, info, tick_ns, 0).samples}
 
-    assert lines(start) == {"total"}  # the summary: production total only
+    # the ticks read the CTs whatever production.json answers
+    assert types(start) == {"production", "net-consumption", "total-consumption"}
+    assert [r.error_kind for r in reports] == ["malformed"]
     gateway.answer("/production.json", real)  # the gateway is fine again
-    assert lines(start + 30 * second) == {"total"}  # not asked again yet
-    assert lines(start + 60 * second) == {"total", "L1", "L2", "L3"}
+    assert "inverters" not in types(start + 30 * second)  # not asked again yet
+    assert len(reports) == 1
+    assert "inverters" in types(start + 60 * second)
+    assert reports[-1].ok and reports[-1].endpoint == "/production.json?details=1"

@@ -21,7 +21,7 @@ from shared.simulator.timing import INSTANT
 from tests.fixtures import FIXTURES, require_fixtures
 from workers.mailbox import Mailbox
 from workers.poller import Poller, PollerSettings, skipped_ticks
-from workers.power import PowerFeed
+from workers.power import SUMMARY, PowerFeed, ProductionFetch
 
 NS = 10**9
 
@@ -45,14 +45,16 @@ def test_a_slow_gateway_gets_one_poll_at_a_time_and_every_tick_is_polled_or_skip
     require_fixtures()
     interval, phase = 0.25, 0.125  # binary fractions: ticks are exact in nanoseconds
     with SimulatedGateway(FIXTURES / "5.0.62", latency=INSTANT) as sim:
-        sim.faults.set("/production.json", Fault(FaultKind.LATENCY, seconds=0.6))
+        # 5.0.62 has no CTs: each tick reads /api/v1/production
+        sim.faults.set(SUMMARY, Fault(FaultKind.LATENCY, seconds=0.6))
         gateway = GatewayConfig("slow", sim.url.split("://", 1)[1], read_timeout_s=5.0)
         settings = PollerSettings(gateway, "power", interval, tmp_path, phase)
         to_worker, inbox = multiprocessing.Pipe()
         outbox, from_worker = multiprocessing.Pipe()
         mailbox = Mailbox("power:slow", inbox, outbox, heartbeat_s=0.5)
         client = GatewayClient(gateway, pin_store=None, request_lock=tmp_path / "slow.lock")
-        poller = Poller(settings, mailbox, client, PowerFeed("slow"))
+        feed = PowerFeed("slow", ProductionFetch("slow", 60.0, mailbox.send))
+        poller = Poller(settings, mailbox, client, feed)
         thread = threading.Thread(target=poller.run, daemon=True)
         thread.start()
         reports: list[PollReport] = []
@@ -61,7 +63,7 @@ def test_a_slow_gateway_gets_one_poll_at_a_time_and_every_tick_is_polled_or_skip
         while time.monotonic() < deadline and sum(r.ok for r in reports) < 4:
             if from_worker.poll(0.5):
                 message = from_worker.recv()
-                if isinstance(message, PollReport):
+                if isinstance(message, PollReport) and message.feed == "power":
                     reports.append(message)
                 elif isinstance(message, PowerBatch):
                     batches.append(message)
@@ -74,7 +76,10 @@ def test_a_slow_gateway_gets_one_poll_at_a_time_and_every_tick_is_polled_or_skip
         client.close()
     assert not thread.is_alive()
     assert sum(r.ok for r in reports) >= 4, reports
-    assert sim.max_in_flight == 1
+    # one tick at a time, beside at most the one production.json of its own thread
+    assert sim.max_in_flight <= 2
+    assert sim.max_slow_in_flight == 1
+    assert {r.endpoint for r in reports} == {SUMMARY}
     kinds = {r.error_kind for r in reports if not r.ok}
     assert kinds == {"skipped"}, reports
     # every tick from the first to the last is reported once: polled or skipped
