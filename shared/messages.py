@@ -229,6 +229,12 @@ class SelfMetrics:
     gateways: tuple[tuple[str, str, str], ...] = ()
     #: (worker name, 1 while it is FATAL: down, waiting for its cool-down or for good)
     worker_fatal: tuple[tuple[str, int], ...] = ()
+    #: (envoy, feed, endpoint, readings written per minute over the last minute)
+    feed_written_per_min: tuple[tuple[str, str, str, float], ...] = ()
+    #: (envoy, feed, endpoint, readings due per minute at the configured cadence)
+    feed_due_per_min: tuple[tuple[str, str, str, float], ...] = ()
+    #: (envoy, feed, why, ticks that wrote nothing since start)
+    feed_missed: tuple[tuple[str, str, str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,7 @@ OWN_WRITERS = ("journal", "status")
 
 
 TIMING_WINDOW = 1000  #: polls over which jitter and duration percentiles are reported
+CADENCE_WINDOW_S = 60.0  #: readings written per minute are counted over this much time
 
 
 @dataclass
@@ -52,6 +53,27 @@ class FeedStatus:
     duration_ms: deque[float] = field(default_factory=lambda: deque(maxlen=TIMING_WINDOW))
     #: whole-ms jitter -> polls since start: two snapshots give exact percentiles between them
     jitter_histogram: Counter[int] = field(default_factory=Counter)
+    endpoint: str = ""  #: what the feed read last
+    interval_s: float = 0.0  #: its configured cadence
+    first_s: float | None = None  #: when its first report came (the cadence window's start)
+    ok_ticks_ns: deque[int] = field(default_factory=deque)  #: good ticks of the last window
+    #: ticks that wrote nothing, by why: the skip's reason, or the failure's kind
+    missed: Counter[str] = field(default_factory=Counter)
+
+    def cadence(self, now_s: float) -> dict[str, Any]:
+        """Readings written in the last minute (or since the first report, if sooner)
+        against those due at the configured cadence."""
+        window_s = min(CADENCE_WINDOW_S, now_s - (self.first_s if self.first_s else now_s))
+        since_ns = (now_s - window_s) * 1e9
+        written = sum(1 for t in self.ok_ticks_ns if t > since_ns)
+        due = window_s / self.interval_s if self.interval_s > 0 else 0.0
+        return {
+            "window_s": round(window_s, 1),
+            "written": written,
+            "due": round(due, 1),
+            "written_per_min": round(written * 60 / window_s, 1) if window_s > 0 else 0.0,
+            "due_per_min": round(60 / self.interval_s, 1) if self.interval_s > 0 else 0.0,
+        }
 
 
 class StatusBoard:
@@ -107,13 +129,24 @@ class StatusBoard:
     def poll_report(self, report: PollReport) -> None:
         feed = self.feeds.setdefault((report.envoy, report.feed), FeedStatus())
         feed.polls += 1
+        if feed.first_s is None:
+            feed.first_s = self._clock()
+        if report.endpoint:
+            feed.endpoint = report.endpoint
+        if report.interval_s:
+            feed.interval_s = report.interval_s
         if report.ok:
             feed.last_ok_ns = report.tick_ns
+            feed.ok_ticks_ns.append(report.tick_ns)
+            while feed.ok_ticks_ns[0] < report.tick_ns - CADENCE_WINDOW_S * 1e9:
+                feed.ok_ticks_ns.popleft()
             feed.jitter_ms.append(report.jitter_ms)
             feed.jitter_histogram[int(report.jitter_ms)] += 1
             feed.duration_ms.append(report.duration_ms)
         else:
             feed.errors[report.error_kind] += 1
+            why = report.detail if report.error_kind == "skipped" else report.error_kind
+            feed.missed[why or "unknown"] += 1
             feed.last_error = report.detail
             feed.last_error_ns = report.tick_ns
         self._dirty = True
@@ -131,8 +164,13 @@ class StatusBoard:
 
     def snapshot(self) -> dict[str, Any]:
         feeds: dict[str, dict[str, Any]] = {}
+        now_s = self._clock()
         for (envoy, feed_name), feed in self.feeds.items():
             feeds.setdefault(envoy, {})[feed_name] = {
+                "endpoint": feed.endpoint,
+                "interval_s": feed.interval_s,
+                "cadence": feed.cadence(now_s),
+                "missed": dict(feed.missed),
                 "last_ok_ns": feed.last_ok_ns,
                 "last_error": feed.last_error,
                 "last_error_ns": feed.last_error_ns,
@@ -195,11 +233,26 @@ class StatusBoard:
         restarts: Counter[str] = Counter()
         for worker in self.workers.values():
             restarts[worker["kind"]] += worker["restarts"]
+        poll_errors: Counter[tuple[str, str]] = Counter()  # one series per envoy and kind
+        for (envoy, _), feed in self.feeds.items():
+            for kind, count in feed.errors.items():
+                poll_errors[envoy, kind] += count
+        now_s = self._clock()
+        cadences = {key: feed.cadence(now_s) for key, feed in sorted(self.feeds.items())}
         return SelfMetrics(
-            poll_errors=tuple(
-                (envoy, kind, count)
-                for (envoy, _), feed in sorted(self.feeds.items())
-                for kind, count in sorted(feed.errors.items())
+            poll_errors=tuple((e, k, n) for (e, k), n in sorted(poll_errors.items())),
+            feed_written_per_min=tuple(
+                (envoy, name, self.feeds[envoy, name].endpoint, c["written_per_min"])
+                for (envoy, name), c in cadences.items()
+            ),
+            feed_due_per_min=tuple(
+                (envoy, name, self.feeds[envoy, name].endpoint, c["due_per_min"])
+                for (envoy, name), c in cadences.items()
+            ),
+            feed_missed=tuple(
+                (envoy, name, why, count)
+                for (envoy, name), feed in sorted(self.feeds.items())
+                for why, count in sorted(feed.missed.items())
             ),
             worker_restarts=tuple(sorted(restarts.items())),
             spool_depth=tuple(

@@ -10,8 +10,9 @@ answers ``/ivp/meters/readings`` in 0.32 s, ``/api/v1/production`` in 0.37 s, an
   measurement_type, whatever its measurementType (production, net-consumption,
   total-consumption, storage, backfeed, load, evse, pv3p). Where there is a net CT but
   no total one, total-consumption is derived per line as production + net, as
-  production.json does: p_w and q_var summed, the net CT's voltage and frequency (the
-  same wire); s_va, i_a and pf cannot be summed and are left out.
+  production.json does (and net as total - production beside a total CT): p_w and
+  q_var summed, the consumption CT's voltage and frequency (the same wire); s_va, i_a
+  and pf cannot be summed and are left out.
 * gateways without enabled CTs (or without a meter list): ``/api/v1/production``, the
   inverter sum (p_w, wh_lifetime).
 
@@ -23,11 +24,9 @@ own, never on the tick path (`ProductionFetch`), and what it brought is added on
 next tick's batch. Firmware 3.x serves it as an HTML page: after such an answer it is
 tried again 1 minute later, then after 2, 4, .. up to every hour.
 
-Firmware 8.3.5433 labels the grid CT total-consumption (production.json then reports
-total = net; `shared.parsers.production`). When production.json shows that quirk (before
-its first answer: when the firmware is 8.3.5433), the CT is written as net-consumption
-and total-consumption derived from it, which is what production.json's corrected parse
-gives.
+Firmware 8.3.5433 reports total-consumption equal to net-consumption in production.json
+(the parser corrects it to production + net, `shared.parsers.production`); its meters
+readings do not have that bug: the CT reads the real total, and net is derived from it.
 
 Sends `PowerBatch`, and a `PollReport` (feed "production") per production.json fetch, to
 the supervisor (see `workers.poller` for the tick loop).
@@ -57,7 +56,7 @@ from shared.messages import (
     PowerSample,
 )
 from shared.parsers import parse_meters, parse_meters_readings, parse_production, parse_summary
-from shared.parsers.production import TOTAL_IS_NET_NOTE, ProductionParse
+from shared.parsers.production import ProductionParse
 from workers.mailbox import Mailbox
 from workers.poller import Poller, PollerSettings, request_lock_path, to_ns
 
@@ -67,46 +66,42 @@ METERS = "/ivp/meters"
 READINGS = "/ivp/meters/readings"
 #: after an HTML production.json, try it again 60 s later, doubling up to every hour
 HTML_RETRY = Backoff(60.0, 3600.0)
-QUIRK_FIRMWARE = (8, 3, 5433)  #: labels its net CT total-consumption
 
 
-def readings_samples(
-    readings: Iterable[PowerSample], total_is_net: bool
-) -> tuple[PowerSample, ...]:
-    """What a tick writes from the parsed meters readings: every CT as read (the
-    8.3.5433 total-consumption CT as net-consumption when ``total_is_net``), plus
-    total-consumption = production + net per line where no CT measures it."""
+def readings_samples(readings: Iterable[PowerSample]) -> tuple[PowerSample, ...]:
+    """What a tick writes from the parsed meters readings: every CT as read, plus the
+    consumption production.json would show beside it and no CT measures, per line:
+    total = production + net beside a net CT, net = total - production beside a total CT.
+    p_w and q_var add on one wire; voltage and frequency are the consumption CT's."""
     samples = list(readings)
     types = {s.measurement_type for s in samples}
-    if total_is_net and TOTAL_CONSUMPTION in types and NET_CONSUMPTION not in types:
-        samples = [
-            s._replace(measurement_type=NET_CONSUMPTION)
-            if s.measurement_type == TOTAL_CONSUMPTION
-            else s
-            for s in samples
-        ]
-        types = {s.measurement_type for s in samples}
-    if NET_CONSUMPTION in types and PRODUCTION in types and TOTAL_CONSUMPTION not in types:
-        production = {s.line: s for s in samples if s.measurement_type == PRODUCTION}
-        for net in [s for s in samples if s.measurement_type == NET_CONSUMPTION]:
-            prod = production.get(net.line)
-            if prod is None:
-                continue  # a line production does not report cannot be derived
-            q_var = None if prod.q_var is None or net.q_var is None else prod.q_var + net.q_var
-            samples.append(
-                PowerSample(
-                    TOTAL_CONSUMPTION,
-                    net.line,
-                    prod.p_w + net.p_w,
-                    q_var,
-                    None,
-                    None,
-                    net.v_v,
-                    None,
-                    None,
-                    freq_hz=net.freq_hz,
-                )
+    if PRODUCTION not in types or (NET_CONSUMPTION in types) == (TOTAL_CONSUMPTION in types):
+        return tuple(samples)
+    sign, have, derive = (
+        (1.0, NET_CONSUMPTION, TOTAL_CONSUMPTION)
+        if NET_CONSUMPTION in types
+        else (-1.0, TOTAL_CONSUMPTION, NET_CONSUMPTION)
+    )
+    production = {s.line: s for s in samples if s.measurement_type == PRODUCTION}
+    for cons in [s for s in samples if s.measurement_type == have]:
+        prod = production.get(cons.line)
+        if prod is None:
+            continue  # a line production does not report cannot be derived
+        q_var = None if prod.q_var is None or cons.q_var is None else cons.q_var + sign * prod.q_var
+        samples.append(
+            PowerSample(
+                derive,
+                cons.line,
+                cons.p_w + sign * prod.p_w,
+                q_var,
+                None,
+                None,
+                cons.v_v,
+                None,
+                None,
+                freq_hz=cons.freq_hz,
             )
+        )
     return tuple(samples)
 
 
@@ -164,8 +159,6 @@ class ProductionFetch:
         self._lock = threading.Lock()
         self._running = False
         self._result: ProductionParse | None = None
-        self.answered = False  #: a production.json has been parsed since start
-        self.total_is_net = False  #: the last parse showed the 8.3.5433 quirk
         self._next_s = -math.inf  # the next fetch tick; at first: the first power tick
         self._html_answers = 0
         self._notes_logged: set[str] = set()
@@ -217,8 +210,6 @@ class ProductionFetch:
             if note not in self._notes_logged:
                 self._notes_logged.add(note)
                 self._log.warning("gateway data corrected", note=note)
-        self.total_is_net = TOTAL_IS_NET_NOTE in parsed.notes
-        self.answered = True
         return parsed
 
     def _run(self, client: GatewayClient, info: GatewayInfo, tick_s: float) -> None:
@@ -281,12 +272,7 @@ class PowerFeed:
         if any(m.enabled for m in meters):
             self.endpoint = READINGS
             readings = client.fetch(READINGS, lambda body: parse_meters_readings(body, meters))
-            total_is_net = (
-                self.production.total_is_net
-                if self.production.answered
-                else info.version[:3] == QUIRK_FIRMWARE
-            )
-            samples = readings_samples(readings, total_is_net)
+            samples = readings_samples(readings)
             samples = with_production(samples, self.production.take(), metered=True)
         else:
             self.endpoint = SUMMARY

@@ -264,6 +264,27 @@ class EnvoyCollector(Collector):
             sm.poll_errors,
         )
         yield _family(
+            GaugeMetricFamily,
+            "envoy_feed_readings_per_minute",
+            "Readings a feed wrote over the last minute",
+            ["envoy", "feed", "endpoint"],
+            sm.feed_written_per_min,
+        )
+        yield _family(
+            GaugeMetricFamily,
+            "envoy_feed_due_per_minute",
+            "Readings a feed is due to write per minute at its configured cadence",
+            ["envoy", "feed", "endpoint"],
+            sm.feed_due_per_min,
+        )
+        yield _family(
+            CounterMetricFamily,
+            "envoy_feed_missed_ticks",
+            "Ticks that wrote nothing, by why (a skip's reason, or the failure's kind)",
+            ["envoy", "feed", "why"],
+            sm.feed_missed,
+        )
+        yield _family(
             CounterMetricFamily,
             "envoy_worker_restarts",
             "Worker restarts",
@@ -305,7 +326,7 @@ def _family(
     name: str,
     doc: str,
     labels: list[str],
-    rows: Iterable[tuple[str | int, ...]],
+    rows: Iterable[tuple[str | int | float, ...]],
 ) -> Metric:
     family = kind(name, doc, labels=labels)
     for *values, value in rows:

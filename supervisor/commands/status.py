@@ -145,6 +145,13 @@ def _timing(window: dict[str, float] | None) -> str:
     return "-" if not window else f"{window['p50']:g}/{window['p99']:g}"
 
 
+def _cadence(cadence: dict[str, float] | None) -> str:
+    """``58/60``: readings written in the last minute against those due at the cadence."""
+    if not cadence:
+        return "-"
+    return f"{cadence['written_per_min']:g}/{cadence['due_per_min']:g}"
+
+
 def render(status: dict[str, Any], now_s: float) -> list[str]:
     """Tables of workers, gateways, feeds and sinks from a status snapshot."""
     out: list[str] = []
@@ -178,13 +185,17 @@ def render(status: dict[str, Any], now_s: float) -> list[str]:
         for name, f in feeds.items():
             last_ok = f["last_ok_ns"] / 1e9 if f.get("last_ok_ns") is not None else None
             errors = " ".join(f"{k}={v}" for k, v in sorted(f.get("errors", {}).items()))
+            missed = ", ".join(f"{k}: {v}" for k, v in sorted(f.get("missed", {}).items()))
             feed_rows.append(
                 (
                     envoy,
                     name,
+                    _text(f.get("endpoint")),
+                    _cadence(f.get("cadence")),
                     _ago(last_ok, now_s),
                     str(f.get("polls", 0)),
                     errors or "-",
+                    missed[:60] or "-",
                     _timing(f.get("jitter_ms")),
                     _timing(f.get("duration_ms")),
                     _text(f.get("last_error"))[:60],
@@ -192,8 +203,20 @@ def render(status: dict[str, Any], now_s: float) -> list[str]:
             )
     if feed_rows:
         out += section(
-            "feeds (jitter and poll time in ms, p50/p99)",
-            ("envoy", "feed", "last good poll", "polls", "errors", "jitter", "poll", "last error"),
+            "feeds (written/due per minute; jitter and poll time in ms, p50/p99)",
+            (
+                "envoy",
+                "feed",
+                "endpoint",
+                "per min",
+                "last good poll",
+                "polls",
+                "errors",
+                "missed ticks (why)",
+                "jitter",
+                "poll",
+                "last error",
+            ),
             feed_rows,
         )
     sinks = {n: c for n, c in status.get("consumers", {}).items() if n.startswith("sink:")}
