@@ -15,6 +15,7 @@ in the file names every writer that cannot write, the sinks' included.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections import Counter, deque
@@ -55,24 +56,32 @@ class FeedStatus:
     jitter_histogram: Counter[int] = field(default_factory=Counter)
     endpoint: str = ""  #: what the feed read last
     interval_s: float = 0.0  #: its configured cadence
-    first_s: float | None = None  #: when its first report came (the cadence window's start)
+    first_s: float | None = None  #: the first tick reported (the cadence window's start)
     ok_ticks_ns: deque[int] = field(default_factory=deque)  #: good ticks of the last window
     #: ticks that wrote nothing, by why: the skip's reason, or the failure's kind
     missed: Counter[str] = field(default_factory=Counter)
 
     def cadence(self, now_s: float) -> dict[str, Any]:
-        """Readings written in the last minute (or since the first report, if sooner)
-        against those due at the configured cadence."""
-        window_s = min(CADENCE_WINDOW_S, now_s - (self.first_s if self.first_s else now_s))
-        since_ns = (now_s - window_s) * 1e9
-        written = sum(1 for t in self.ok_ticks_ns if t > since_ns)
-        due = window_s / self.interval_s if self.interval_s > 0 else 0.0
+        """Readings written against readings due over the last minute (or since the first
+        tick reported, if sooner). A tick is due once one interval has passed after it
+        (its poll's time to answer); both counts take the ticks of the same span."""
+        if self.interval_s <= 0 or self.first_s is None:
+            return {"window_s": 0.0, "written": 0, "due": 0, "written_per_min": 0.0,
+                    "due_per_min": 0.0}  # fmt: skip
+        interval = self.interval_s
+        start = max(now_s - CADENCE_WINDOW_S, self.first_s)
+        end = now_s - interval
+        first_due = math.ceil(start / interval - 1e-9) * interval
+        due = max(0, math.floor((end - first_due) / interval + 1e-9) + 1)
+        lo, hi = round(first_due * 1e9), round(end * 1e9)
+        written = sum(1 for t in self.ok_ticks_ns if lo <= t <= hi)
+        per_min = 60 / interval
         return {
-            "window_s": round(window_s, 1),
+            "window_s": round(now_s - start, 1),
             "written": written,
-            "due": round(due, 1),
-            "written_per_min": round(written * 60 / window_s, 1) if window_s > 0 else 0.0,
-            "due_per_min": round(60 / self.interval_s, 1) if self.interval_s > 0 else 0.0,
+            "due": due,
+            "written_per_min": round(per_min * written / due, 1) if due else 0.0,
+            "due_per_min": round(per_min, 1),
         }
 
 
@@ -130,7 +139,7 @@ class StatusBoard:
         feed = self.feeds.setdefault((report.envoy, report.feed), FeedStatus())
         feed.polls += 1
         if feed.first_s is None:
-            feed.first_s = self._clock()
+            feed.first_s = report.tick_ns / 1e9
         if report.endpoint:
             feed.endpoint = report.endpoint
         if report.interval_s:
