@@ -276,6 +276,7 @@ def feed_counts(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
                     {int(ms): n for ms, n in s.get("jitter_histogram_ms", {}).items()}
                 ),
                 "duration_ms": s["duration_ms"],
+                "interval_s": s.get("interval_s") or 0.0,  #: the feed's own cadence
             }
     return counts
 
@@ -400,7 +401,9 @@ def measure(
         start = first.get(key)
         if start is None or start["last_ok_ns"] is None or end["last_ok_ns"] is None:
             continue
-        interval_ns = int((POWER_S if key.endswith("/power") else INVERTERS_S) * 1e9)
+        # each feed at its own cadence (production.json's is production_s, not inverters_s)
+        interval_s = end["interval_s"] or (POWER_S if key.endswith("/power") else INVERTERS_S)
+        interval_ns = int(interval_s * 1e9)
         expected = (end["last_ok_ns"] - start["last_ok_ns"]) // interval_ns
         missed += max(expected - (end["ok"] - start["ok"]), 0)
         errors.update(end["errors"] - start["errors"])
