@@ -85,9 +85,9 @@ def test_gateways_are_asked_at_different_moments_and_written_at_the_same_ticks(
     assert len(shared_ticks) >= 3
 
     def asked_at(gateway_index: int) -> float:
-        """Median fraction of the second at which the gateway was asked for production."""
+        """Median fraction of the second at which the gateway was asked for its power tick."""
         served = site.gateways[gateway_index].served
-        times = [r.time for r in served if r.endpoint.startswith("/production.json")]
+        times = [r.time for r in served if r.endpoint == "/ivp/meters/readings"]
         assert len(times) >= 5
         return statistics.median(t % 1.0 for t in times)
 
