@@ -46,7 +46,9 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[chaos.Run
         db = run.state_dir / "envoy.sqlite3"
         wait_for(lambda: db.exists() and len(chaos.worker_pids(run)) >= 8, 60, "workers running")
         time.sleep(3)
-        run.gateways["gw1"].faults.set("/production.json", Fault(FaultKind.UNAUTHORIZED, times=3))
+        run.gateways["gw1"].faults.set(
+            "/ivp/meters/readings", Fault(FaultKind.UNAUTHORIZED, times=3)
+        )  # the power tick's endpoint
         wait_for(lambda: run.cloud.logins >= 1, 30, "the token worker to log in again")
         if run.vm is not None:
             run.vm.stop()  # data waits in the spool: its files must be private too

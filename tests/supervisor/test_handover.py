@@ -67,7 +67,7 @@ def test_batches_held_for_a_frozen_sink_survive_a_supervisor_sigkill(run: chaos.
         held = [
             r.time
             for r in gw.served
-            if r.endpoint == "/production.json"
+            if r.endpoint == "/ivp/meters/readings"  # the power tick's endpoint
             and r.complete
             and frozen_at <= r.time <= killed_at - 1.5
         ]
