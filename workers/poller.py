@@ -143,13 +143,17 @@ class Poller:
         client: GatewayClient,
         feed: Feed,
         clock: Callable[[], float] = time.time,
+        wait: Callable[[threading.Event, float], bool] = threading.Event.wait,
     ) -> None:
+        """``clock`` and ``wait`` (sleep until the event is set or the time is up, and say
+        which) are injected so that a harness can drive the schedule in virtual time."""
         self.settings = settings
         self.envoy = settings.gateway.name
         self._mailbox = mailbox
         self._client = client
         self._feed = feed
         self._clock = clock
+        self._wait = wait
         self._phase_ns = round(settings.phase_s * 1e9)
         self._log = structlog.get_logger().bind(worker=mailbox.worker, envoy=self.envoy)
         self._stopping = threading.Event()
@@ -165,7 +169,7 @@ class Poller:
         self._most_skipped = math.ceil(self._wedged_after_s / settings.interval_s)
 
     def run(self) -> None:
-        threading.Thread(target=self._poll_loop, name="poll", daemon=True).start()
+        threading.Thread(target=self.poll_loop, name="poll", daemon=True).start()
         try:
             self._message_loop()
         finally:
@@ -179,11 +183,17 @@ class Poller:
                 if isinstance(message, Stop):
                     return
                 if isinstance(message, TokenIssued):
-                    self._token = message.token
-                    self._client.set_token(message.token)
+                    self.on_token(message)
                 else:
                     self._log.warning("unexpected message", type=type(message).__name__)
             self._check_wedged()
+
+    def on_token(self, message: TokenIssued) -> None:
+        self._token = message.token
+        self._client.set_token(message.token)
+
+    def stop(self) -> None:
+        self._stopping.set()
 
     def _check_wedged(self) -> None:
         busy_since = self._busy_since
@@ -196,7 +206,8 @@ class Poller:
 
     # --- poll thread ---------------------------------------------------------------
 
-    def _poll_loop(self) -> None:
+    def poll_loop(self) -> None:
+        """The poll thread's body, until `stop`."""
         # This thread sleeps until each poll is due and starts it itself: handing ticks
         # over from the main thread added a second wake-up to every poll, and doubled the
         # tick jitter's tail (p99 28.6 ms against 14.5 ms for one sleeper, same machine).
@@ -204,8 +215,14 @@ class Poller:
         tick = next_tick(self._clock(), interval, phase)
         while True:
             pause = tick + phase - self._clock()
+            if pause > interval:
+                # The wall clock was stepped back (NTP, a machine without a real-time
+                # clock): waiting for this tick would poll nothing until the clock caught
+                # up, an hour for a DST-sized step. Align to the clock as it is now.
+                tick = next_tick(self._clock(), interval, phase)
+                continue
             if pause > 0:
-                if self._stopping.wait(pause):
+                if self._wait(self._stopping, pause):
                     return
                 continue  # due now, unless woken early: look again
             now = self._clock()

@@ -118,25 +118,32 @@ class Forwarder:
         while not self.stop:
             if self.deadline is not None and time.monotonic() > self.deadline:
                 return
-            entries = self._spool.peek(BATCH_ITEMS, BATCH_BYTES)
-            if not entries:
+            pause = self.forward_once()
+            if pause is None:
                 if self.deadline is not None:
                     return  # drained
                 self.wake.wait(5.0)
                 self.wake.clear()
                 continue
-            try:
-                pause = self._forward(entries)
-            except Exception as exc:
-                if not is_storage_error(exc):
-                    raise
-                self.storage.failed(exc)
-                pause = RETRY_MIN_S
-            else:
-                self.storage.ok()
             if pause:
                 self._back_off(pause)
         self._spool.close()
+
+    def forward_once(self) -> float | None:
+        """Send the oldest spooled entries once. Returns how long to wait before the next
+        try (0: go on at once), or None when the spool is empty."""
+        entries = self._spool.peek(BATCH_ITEMS, BATCH_BYTES)
+        if not entries:
+            return None
+        try:
+            pause = self._forward(entries)
+        except Exception as exc:
+            if not is_storage_error(exc):
+                raise
+            self.storage.failed(exc)
+            return RETRY_MIN_S
+        self.storage.ok()
+        return pause
 
     def _back_off(self, pause: float) -> None:
         """Wait ``pause`` s before the next try. A new batch does not cut it short: the

@@ -237,6 +237,13 @@ class SimulatedGateway:
         if self._server.tls is not None:
             self._server.tls = server_context(self._pair)
 
+    def answer(self, request: Request) -> Response:
+        """What this gateway answers, in this process: for harnesses that run the client
+        over an in-process transport in virtual time (`bench.year`; build the gateway with
+        ``latency=INSTANT``: answer times and faults are the harness's business there).
+        Nothing is recorded in `served`: a year of readings would take a gigabyte."""
+        return self._route(request)
+
     # --- serving ----------------------------------------------------------------------
 
     def _tls_for(self, info: GatewayInfo) -> ssl.SSLContext | None:

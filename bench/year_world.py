@@ -1,0 +1,192 @@
+"""The world a simulated year runs in: virtual time, an in-process network, a cloud and a
+database that fail on a schedule.
+
+`VirtualClock` is the only clock: true time moves only when an actor waits (or a request
+takes its answer time), and everything due meanwhile runs first, in time order. The wall
+clock the logger reads is true time plus the steps the scenario makes (NTP stepping the
+machine's clock); the gateway, the cloud and the monotonic clock keep true time.
+
+`GatewayNetwork` is a ``requests`` transport adapter: the real `GatewayClient` sends its
+requests through it to a `SimulatedGateway` answering in this process (its `answer`), so
+scheme detection, digest auth, token checks and error classification are the real ones.
+The adapter adds what a network does: the answer time (virtual), refused connections on
+the wrong scheme, connect timeouts while the gateway is unreachable, read timeouts while
+it hangs. `YearCloud` and `YearDatabase` stand in for Enlighten and InfluxDB at the same
+seams the workers already take (the token keeper's `Cloud`, the forwarder's writer).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+from requests.adapters import BaseAdapter
+from requests.structures import CaseInsensitiveDict
+
+from shared.errors import CloudError
+from shared.simulator import SimulatedGateway
+from shared.simulator.server import Request
+from shared.simulator.timing import default_s, timing_key
+from workers.influx_writer import Outcome, WriteResult
+
+#: what the network does to a request at a given true time
+Weather = Callable[[float], str | None]  # None, "unreachable" or "hang"
+
+
+class VirtualClock:
+    """Discrete-event time: `advance` runs every timer due before it moves the clock."""
+
+    def __init__(self, start_s: float, end_s: float) -> None:
+        self.true_s = start_s
+        self.end_s = end_s
+        self.step_s = 0.0  #: wall clock minus true time: the steps made so far
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._order = itertools.count()
+
+    def time(self) -> float:
+        """The machine's wall clock (epoch s), steps included."""
+        return self.true_s + self.step_s
+
+    def monotonic(self) -> float:
+        return self.true_s
+
+    def at(self, true_s: float, action: Callable[[], None]) -> None:
+        heapq.heappush(self._timers, (true_s, next(self._order), action))
+
+    def advance(self, seconds: float) -> None:
+        target = self.true_s + max(seconds, 0.0)
+        while self._timers and self._timers[0][0] <= target:
+            due, _, action = heapq.heappop(self._timers)
+            self.true_s = max(self.true_s, due)
+            action()
+        self.true_s = target
+
+    def wait(self, event: threading.Event, timeout: float) -> bool:
+        """`threading.Event.wait` in virtual time; the year's end sets the event."""
+        self.advance(min(timeout, max(self.end_s - self.true_s, 0.0)))
+        if self.true_s >= self.end_s:
+            event.set()
+        return event.is_set()
+
+
+class _Raw:
+    """Just enough of urllib3's response for requests' digest auth to re-send."""
+
+    _original_response = None
+
+    def release_conn(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class GatewayNetwork(BaseAdapter):
+    """Carries the client's requests to an in-process simulated gateway."""
+
+    def __init__(self, gateway: SimulatedGateway, clock: VirtualClock, weather: Weather) -> None:
+        super().__init__()
+        self.gateway = gateway
+        self._clock = clock
+        self._weather = weather
+        self.requests = 0
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        self.requests += 1
+        connect_s, read_s = kwargs.get("timeout") or (5.0, 20.0)
+        url = urlsplit(request.url or "")
+        weather = self._weather(self._clock.true_s)
+        if weather == "unreachable":
+            self._clock.advance(connect_s)
+            raise requests.exceptions.ConnectTimeout(f"connect to {url.netloc} timed out")
+        if (url.scheme == "https") != self.gateway.uses_tokens:
+            raise requests.exceptions.ConnectionError(
+                f"[Errno 111] Connection refused: {url.netloc}"
+            )
+        if weather == "hang":
+            self._clock.advance(read_s)
+            raise requests.exceptions.ReadTimeout(f"read from {url.netloc} timed out")
+        query = parse_qs(url.query)
+        answer = self.gateway.answer(
+            Request(
+                request.method or "GET",
+                url.path + (f"?{url.query}" if url.query else ""),
+                url.path,
+                query,
+                {k.lower(): v for k, v in request.headers.items()},
+                b"",
+            )
+        )
+        # The time a real gateway takes (the simulator's model), spent in virtual time.
+        self._clock.advance(min(default_s(timing_key(url.path, query)), read_s))
+        response = requests.Response()
+        response.status_code = answer.status
+        response._content = answer.body
+        response.headers = CaseInsensitiveDict(
+            {"Content-Type": answer.content_type, **dict(answer.headers or {})}
+        )
+        response.url = request.url or ""
+        response.request = request
+        response.raw = _Raw()
+        response.connection = self
+        response.encoding = "utf-8"
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+class YearCloud:
+    """Enlighten: logs in unless refusing, hands out the gateway's tokens."""
+
+    def __init__(
+        self,
+        gateway: SimulatedGateway,
+        clock: VirtualClock,
+        refusing: Callable[[float], bool],
+        user_type: str,
+        lifetime_s: float,
+    ) -> None:
+        self._gateway = gateway
+        self._clock = clock
+        self._refusing = refusing
+        self._user_type = user_type
+        self._lifetime_s = lifetime_s
+        self.logins: list[float] = []  #: true times of every login attempt
+        self.tokens: list[float] = []  #: true times of every token handed out
+
+    def login(self, email: str, password: str) -> str:
+        self.logins.append(self._clock.true_s)
+        if self._refusing(self._clock.true_s):
+            raise CloudError("login refused: HTTP 503 from the cloud (the year's outage)")
+        return f"session-{len(self.logins)}"
+
+    def fetch_token(self, session_id: str, serial: str, username: str) -> str:
+        self.tokens.append(self._clock.true_s)
+        return self._gateway.issue_token(
+            lifetime_s=self._lifetime_s, user_type=self._user_type, serial=serial
+        )
+
+
+class YearDatabase:
+    """InfluxDB: takes line protocol unless down; counts the lines it stored."""
+
+    def __init__(self, clock: VirtualClock, down: Callable[[float], bool]) -> None:
+        self._clock = clock
+        self._down = down
+        self.lines = 0
+        self.refused = 0
+        self.ok_writes: list[float] = []  #: true times of writes that succeeded
+
+    def write(self, payload: bytes, kind: str) -> WriteResult:
+        if self._down(self._clock.true_s):
+            self.refused += 1
+            return WriteResult(Outcome.RETRY, 503, "service unavailable (the year's outage)")
+        self.lines += payload.count(b"\n") + (not payload.endswith(b"\n"))
+        self.ok_writes.append(self._clock.true_s)
+        return WriteResult(Outcome.OK, 204)
