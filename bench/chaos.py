@@ -267,10 +267,11 @@ def stop_worker(kind: str, seconds: float, rng: random.Random) -> Action:
     return act
 
 
-def gateway_fault(gateway: str, path: str, fault: Fault, seconds: float) -> Action:
+def gateway_fault(gateway: str, paths: tuple[str, ...], fault: Fault, seconds: float) -> Action:
     def act(run: Run) -> bool:
-        run.gateways[gateway].faults.set(path, Fault(**{**_fields(fault), "for_s": seconds}))
-        run.note("fault:" + fault.kind.value, f"{gateway}{path}", seconds)
+        for path in paths:
+            run.gateways[gateway].faults.set(path, Fault(**{**_fields(fault), "for_s": seconds}))
+        run.note("fault:" + fault.kind.value, gateway + ",".join(paths), seconds)
         return True
 
     return act
@@ -327,8 +328,10 @@ def schedule(seed: int, duration_s: float, run: Run) -> list[tuple[float, Action
         at = start + i * spacing
         unauthorized = fault.kind is FaultKind.UNAUTHORIZED
         gateway = rng.choice(token_gateways if unauthorized else sorted(run.gateways))
-        path = "/production.json" if unauthorized else rng.choice(DATA_PATHS)
-        plan.append((at, gateway_fault(gateway, path, fault, min(8.0, spacing / 2))))
+        # A 401 on the power tick's request (whichever of the two it reads) is what makes
+        # a poller report the token rejected.
+        paths = audit.TICK_ENDPOINTS if unauthorized else (rng.choice(DATA_PATHS),)
+        plan.append((at, gateway_fault(gateway, paths, fault, min(8.0, spacing / 2))))
         if unauthorized:  # a re-login is due now: refuse it for a while
             plan.append((at - 1.0, refuse_logins(min(20.0, spacing))))
     plan.append((0.35 * duration_s, database_outage(min(60.0, 0.1 * duration_s))))

@@ -1,8 +1,9 @@
 """What a chaos run proves: the gateways' record of what they served against the sinks.
 
 For each gateway the simulator kept every data body it answered (`ServedReading`). Each
-complete ``/production.json`` reading should have become one poll's rows in every sink,
-stamped with the poll's tick (at most a few seconds before the gateway answered); each
+complete power-tick reading (``/ivp/meters/readings``, or ``/api/v1/production`` on a
+gateway without CTs) should have become one poll's rows in every sink, stamped with the
+poll's tick (at most a few seconds before the gateway answered); each
 inverter report (serial, lastReportDate) one ``inverter`` row at that date. A reading
 that did not arrive counts as:
 
@@ -39,14 +40,21 @@ if TYPE_CHECKING:
 IN_FLIGHT_S = 4.0  #: a poll (production + meters) finishes within this after its answer
 TICK_SLACK_S = 6.0  #: an answer comes at most this long after its tick (latency faults),
 #: beyond the time the gateway takes to answer (`answer_range`)
-POLLED = "/production.json?details=1"  #: the request whose answers are audited
+#: what a power tick reads: the CT readings on metered gateways, else the inverter sum
+TICK_ENDPOINTS = ("/ivp/meters/readings", "/api/v1/production")
+
+
+def tick_endpoint(run: Run, gateway: str) -> str:
+    """The endpoint ``gateway``'s power ticks read, as its answers show."""
+    served = {r.endpoint for r in run.served.get(gateway, {}).values()}
+    return next((e for e in TICK_ENDPOINTS if e in served), TICK_ENDPOINTS[0])
 
 
 def answer_range(run: Run, gateway: str) -> tuple[float, float]:
     """The least and the most ``gateway`` takes to answer a poll: a reading answered up to
     the most after an event (kill, fault) may have met it in flight; none is answered
     sooner than the least after its tick."""
-    return run.gateways[gateway].answer_range_s(POLLED)
+    return run.gateways[gateway].answer_range_s(tick_endpoint(run, gateway))
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,7 +238,8 @@ def audit_gateway(
 ) -> dict[str, int]:
     readings = list(run.served.get(name, {}).values())
     windows = excusals(run, name)
-    answers = [r.time for r in readings if r.endpoint == "/production.json" and r.complete]
+    polled = tick_endpoint(run, name)
+    answers = [r.time for r in readings if r.endpoint == polled and r.complete]
     missing = match_polls(answers, ticks, run.poll_s, answer_range(run, name))
     lost_polls = [t for t in missing if not _inside(t, windows)]
     served_reports: dict[tuple[str, int], list[float]] = defaultdict(list)
@@ -254,10 +263,9 @@ def audit_gateway(
 
 
 def gaps(run: Run, name: str) -> list[dict[str, float]]:
-    """Stretches with no production request to this gateway at all."""
-    times = sorted(
-        r.time for r in run.served.get(name, {}).values() if r.endpoint == "/production.json"
-    )
+    """Stretches with no power-tick request to this gateway at all."""
+    polled = tick_endpoint(run, name)
+    times = sorted(r.time for r in run.served.get(name, {}).values() if r.endpoint == polled)
     out = []
     for before, after in itertools.pairwise(times):
         if after - before > 2.5 * run.poll_s:

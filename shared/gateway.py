@@ -41,6 +41,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 import requests
+from requests.adapters import BaseAdapter
 from requests.auth import HTTPDigestAuth
 from requests.utils import parse_dict_header
 from urllib3.exceptions import ReadTimeoutError
@@ -119,7 +120,10 @@ class GatewayClient:
         pin_store: Path | None,
         info_parser: Callable[[bytes], GatewayInfo] = parse_info,
         request_lock: Path | None = None,
+        transport: BaseAdapter | None = None,
     ) -> None:
+        """``transport`` carries the requests to this gateway's host instead of the
+        network (`bench.year` runs the client over an in-process one in virtual time)."""
         self.config = config
         # lane (True: slow) -> its session and the lock that keeps it to one request
         self._sessions = {slow: requests.Session() for slow in (True, False)}
@@ -127,6 +131,9 @@ class GatewayClient:
             session.verify = False  # self-signed; pinning below is the optional defence
             session.trust_env = False  # a LAN device: no proxies from the environment
             session.mount("https://", QuietInsecureAdapter())
+            if transport is not None:  # the longest matching prefix wins in requests
+                for scheme in ("http", "https"):
+                    session.mount(f"{scheme}://{config.host}/", transport)
         self._locks = {slow: threading.Lock() for slow in (True, False)}
         self._pin_lock = threading.Lock()
         self._parse_info = info_parser

@@ -16,7 +16,13 @@ from typing import Any
 import orjson
 
 # Endpoints whose bodies are recorded; everything else (info, meters list) is not data.
-RECORDED = ("/production.json", "/ivp/meters/readings", "/api/v1/production/inverters")
+#: the data endpoints whose answers are recorded (the power tick reads one of the first two)
+RECORDED = (
+    "/ivp/meters/readings",
+    "/api/v1/production",
+    "/production.json",
+    "/api/v1/production/inverters",
+)
 
 
 @dataclass(frozen=True, slots=True)

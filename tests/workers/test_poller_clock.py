@@ -7,15 +7,13 @@ import itertools
 import threading
 from pathlib import Path
 
-import requests
-
 from bench.year_world import GatewayNetwork, VirtualClock
 from shared.config import GatewayConfig
 from shared.gateway import GatewayClient
 from shared.messages import PollReport
 from shared.simulator import INSTANT, SimulatedGateway
 from workers.poller import Poller, PollerSettings
-from workers.power import PowerFeed
+from workers.power import PowerFeed, ProductionFetch
 
 START = 1_800_000_000.0
 INTERVAL = 60.0
@@ -29,7 +27,7 @@ class Outbox:
         self.ok: list[float] = []  # true times of good polls
 
     def send(self, message: object) -> None:
-        if isinstance(message, PollReport) and message.ok:
+        if isinstance(message, PollReport) and message.ok and message.feed == "power":
             self.ok.append(self.clock.true_s)
 
 
@@ -37,13 +35,15 @@ def run_poller(tmp_path: Path, hours: float, script: dict[float, float]) -> list
     """Poll for ``hours`` of virtual time; ``script`` maps true times to wall-clock steps."""
     clock = VirtualClock(START, START + hours * 3600)
     gateway = SimulatedGateway(firmware="D5.0.55", clock=clock.monotonic, latency=INSTANT)
-    session = requests.Session()
     config = GatewayConfig("test", "gw.test", power_interval_s=INTERVAL)
-    client = GatewayClient(config, pin_store=None, session=session)
-    session.mount("http://gw.test/", GatewayNetwork(gateway, clock, lambda t: None))
+    network = GatewayNetwork(gateway, clock, lambda t: None)
+    client = GatewayClient(config, pin_store=None, transport=network)
     outbox = Outbox(clock)
     settings = PollerSettings(config, "power", INTERVAL, tmp_path, 0.0)
-    poller = Poller(settings, outbox, client, PowerFeed("test"), clock=clock.time, wait=clock.wait)  # type: ignore[arg-type]
+    production = ProductionFetch("test", 60.0, outbox.send, threaded=False, clock=clock.time)
+    poller = Poller(
+        settings, outbox, client, PowerFeed("test", production), clock=clock.time, wait=clock.wait
+    )  # type: ignore[arg-type]
     for at, step in script.items():
         clock.at(at, lambda step=step: setattr(clock, "step_s", clock.step_s + step))
     poller.poll_loop()
