@@ -157,8 +157,9 @@ def test_batches_polled_while_the_sink_was_dead_arrive_once_it_is_back(
         ticks = [
             t
             for (t,) in site.db_rows(
+                # production: written every tick (the inverter sum only every production_s)
                 f"SELECT time FROM power WHERE envoy = '{envoy}' AND measurement_type = "
-                "'inverters' AND line = 'total' ORDER BY time"
+                "'production' AND line = 'total' ORDER BY time"
             )
         ]
         assert len(ticks) >= 6
