@@ -94,10 +94,8 @@ class GatewayNetwork(BaseAdapter):
         self.gateway = gateway
         self._clock = clock
         self._weather = weather
-        self.requests = 0
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        self.requests += 1
         connect_s, read_s = kwargs.get("timeout") or (5.0, 20.0)
         url = urlsplit(request.url or "")
         weather = self._weather(self._clock.true_s)
