@@ -60,11 +60,6 @@ class Record:
     sink_states: list[tuple[float, str]] = field(default_factory=list)
     no_token: list[float] = field(default_factory=list)  #: polls waiting for a token
     put: int = 0  #: batches spooled
-    line_counts: set[int] = field(default_factory=set)  #: lines per spooled batch
-
-    @property
-    def lines_per_batch(self) -> int:
-        return next(iter(self.line_counts), 0)
 
 
 class Site:
@@ -163,7 +158,6 @@ class Site:
         if payload:
             self.spool.put(payload, kind_of(batch))
             self.record.put += 1
-            self.record.line_counts.add(payload.count(b"\n") + (not payload.endswith(b"\n")))
         if not self._forward_due:
             self._forward_due = True
             self.clock.at(self.clock.true_s, self._forward)

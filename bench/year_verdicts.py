@@ -52,13 +52,13 @@ def judge(site: Site) -> list[Verdict]:
     out: list[Verdict] = []
     end_s = site.clock.end_s if math.isfinite(site.clock.end_s) else site.clock.true_s
 
-    def service(name: str, times: list[float], extra: str = "") -> None:
+    def service(name: str, times: list[float], extra: str = "", within_caps: bool = True) -> None:
         fault = f[name]
         if fault.end_s > end_s:
             return  # beyond a shortened year
         back = first_after(times, fault.end_s)
         recovery = None if back is None else back - fault.end_s
-        ok = recovery is not None and recovery <= fault.promise_s
+        ok = within_caps and recovery is not None and recovery <= fault.promise_s
         out.append(
             Verdict(
                 name, ok, recovery, f"promised <= {fault.promise_s:g} s ({fault.promise}){extra}"
@@ -74,9 +74,8 @@ def judge(site: Site) -> list[Verdict]:
         "gateway unreachable 72 h",
         rec.ok_polls,
         f"; {len(tries)} tries, longest wait {gap:g} s (cap {cap:g} s)",
+        within_caps=gap <= cap,
     )
-    if outage.end_s <= end_s and gap > cap:
-        out[-1] = Verdict(out[-1].event, False, out[-1].recovery_s, out[-1].detail)
     service("clock stepped 1 h back", rec.ok_polls)
     service("clock stepped 1 h forward", rec.ok_polls)
 
@@ -118,14 +117,13 @@ def judge(site: Site) -> list[Verdict]:
 
     db = f["database down 3 days"]
     if db.end_s <= end_s:
-        written = site.database.lines // max(rec.lines_per_batch, 1)
+        written = len(site.database.ticks)
         dropped = site.spool.dropped
         depth = site.spool.depth()[0]
         back = first_after(site.database.ok_writes, db.end_s)
         recovery = None if back is None else back - db.end_s
         ok = (
-            len(rec.line_counts) == 1
-            and rec.put == written + dropped
+            rec.put == written + dropped
             and depth == 0
             and dropped > 0
             and recovery is not None
@@ -217,7 +215,7 @@ def figures(site: Site, verdicts: list[Verdict], wall_s: float, cpu_s: float) ->
         "power_s": POWER_S,
         "polls_ok": len(ok_polls),
         "polls_failed": dict(sorted(rec.errors.items())),
-        "requests": site.network.requests,
+        "requests": len(rec.requests),
         "owner_logins": len(site.owner_cloud.logins),
         "owner_tokens": len(site.owner_cloud.tokens),
         "installer_logins": len(site.installer_cloud.logins),

@@ -94,10 +94,8 @@ class GatewayNetwork(BaseAdapter):
         self.gateway = gateway
         self._clock = clock
         self._weather = weather
-        self.requests = 0
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        self.requests += 1
         connect_s, read_s = kwargs.get("timeout") or (5.0, 20.0)
         url = urlsplit(request.url or "")
         weather = self._weather(self._clock.true_s)
@@ -182,11 +180,14 @@ class YearDatabase:
         self.lines = 0
         self.refused = 0
         self.ok_writes: list[float] = []  #: true times of writes that succeeded
+        self.ticks: set[bytes] = set()  #: the timestamps written: one batch per power tick
 
     def write(self, payload: bytes, kind: str) -> WriteResult:
         if self._down(self._clock.true_s):
             self.refused += 1
             return WriteResult(Outcome.RETRY, 503, "service unavailable (the year's outage)")
-        self.lines += payload.count(b"\n") + (not payload.endswith(b"\n"))
+        lines = payload.splitlines()
+        self.lines += len(lines)
+        self.ticks.update(line.rsplit(b" ", 1)[-1] for line in lines)
         self.ok_writes.append(self._clock.true_s)
         return WriteResult(Outcome.OK, 204)

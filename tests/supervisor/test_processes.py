@@ -63,19 +63,22 @@ def test_a_hung_worker_is_killed_and_restarted(running_site: Site) -> None:
     assert pid not in site.pids(), "the hung process was killed, not left stopped"
 
 
+def kill_until_fatal(site: Site, name: str, kills: int) -> None:
+    """SIGKILL ``name`` each time it runs, ``kills`` times; then wait for it to be FATAL."""
+    for _ in range(kills):
+        pid = site.running_pid(name)
+        os.kill(pid, signal.SIGKILL)
+        wait_for(
+            lambda p=pid: site.worker(name).get("pid") != p, 20, "the killed worker to be noticed"
+        )
+    wait_for(lambda: site.worker(name).get("state") == "fatal", 20, "FATAL")
+
+
 def test_a_worker_that_keeps_dying_goes_fatal_while_the_rest_keep_running(tmp_path) -> None:
     site = start_site(tmp_path, {**FAST_SUPERVISION, "max_restarts": 2})
     try:
         other = site.running_pid("power:gw2")
-        for _ in range(3):
-            pid = site.running_pid("inverters:gw1")
-            os.kill(pid, signal.SIGKILL)
-            wait_for(
-                lambda p=pid: site.worker("inverters:gw1").get("pid") != p,
-                20,
-                "the killed worker to be noticed",
-            )
-        wait_for(lambda: site.worker("inverters:gw1").get("state") == "fatal", 20, "FATAL")
+        kill_until_fatal(site, "inverters:gw1", kills=3)
         rows = power_rows(site, "gw2")
         wait_for(lambda: power_rows(site, "gw2") > rows + 1, 20, "gw2 still polled")
         assert site.worker("power:gw2")["pid"] == other
@@ -92,15 +95,7 @@ def test_a_fatal_worker_fails_health_and_status_and_is_started_again_after_its_c
     site = start_site(tmp_path, supervision, extra_yaml=health)
     try:
         site.running_pid("power:gw2")
-        for _ in range(3):
-            pid = site.running_pid("inverters:gw1")
-            os.kill(pid, signal.SIGKILL)
-            wait_for(
-                lambda p=pid: site.worker("inverters:gw1").get("pid") != p,
-                20,
-                "the killed worker to be noticed",
-            )
-        wait_for(lambda: site.worker("inverters:gw1").get("state") == "fatal", 20, "FATAL")
+        kill_until_fatal(site, "inverters:gw1", kills=3)
         status = run_status("--config", str(site.config))
         assert status.returncode == 4, status.stdout + status.stderr
         assert "worker down: inverters:gw1 FATAL" in status.stdout
