@@ -46,57 +46,73 @@ LEVELS = {
     "error": logging.ERROR,
 }
 
-_secrets: set[str] = set()
-_secret_pattern: re.Pattern[str] | None = None
+_secrets: set[str] = set()  #: registered without a slot: masked for the process's life
+_slots: dict[str, str] = {}  #: slot -> the one secret it holds now (a renewed token)
+_masked: tuple[str, ...] = ()  #: every secret masked now, longest first
 _handler: logging.Handler | None = None  # ours, replaced when configure_logging runs again
 
 
-def register_secrets(values: Iterable[str | None]) -> None:
-    """Mask these strings wherever they appear in a log line from now on (this process)."""
-    global _secret_pattern
-    new = {v for v in values if v and len(v) >= MIN_SECRET_CHARS} - _secrets
-    if not new:
-        return
-    _secrets.update(new)
+def register_secrets(values: Iterable[str | None], *, slot: str | None = None) -> None:
+    """Mask these strings wherever they appear in a log line from now on (this process).
+
+    A ``slot`` holds one secret: registering under it again replaces the one before. The
+    token worker keeps one slot per gateway, so a year of renewed tokens (1425 for an
+    installer's 12 h tokens) is not a year of secrets scanned in every log line.
+    """
+    global _masked
+    kept = [v for v in values if v and len(v) >= MIN_SECRET_CHARS]
+    if slot is not None:
+        for value in kept:
+            _slots[slot] = value
+    else:
+        _secrets.update(kept)
     # Longest first, so a secret that contains another is masked whole.
-    alternatives = sorted(_secrets, key=len, reverse=True)
-    _secret_pattern = re.compile("|".join(re.escape(s) for s in alternatives))
+    _masked = tuple(sorted(_secrets | set(_slots.values()), key=len, reverse=True))
 
 
 def forget_secrets() -> None:
     """Drop every registered secret (tests; a process never needs to)."""
-    global _secret_pattern
+    global _masked
     _secrets.clear()
-    _secret_pattern = None
+    _slots.clear()
+    _masked = ()
 
 
-def _mask(value: Any, pattern: re.Pattern[str] | None) -> Any:
+def _mask_text(text: str, secrets: tuple[str, ...]) -> str:
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return text
+
+
+def _mask(value: Any, secrets: tuple[str, ...]) -> Any:
     if isinstance(value, str):
-        return pattern.sub(MASK, value) if pattern is not None else value
+        return _mask_text(value, secrets)
     if isinstance(value, Mapping):
         return {
-            k: MASK if isinstance(k, str) and SECRET_KEY.search(k) else _mask(v, pattern)
+            k: MASK if isinstance(k, str) and SECRET_KEY.search(k) else _mask(v, secrets)
             for k, v in value.items()
         }
     if isinstance(value, list | tuple | set | frozenset):
-        return [_mask(v, pattern) for v in value]
+        return [_mask(v, secrets) for v in value]
     if isinstance(value, bytes | bytearray):
-        return _mask(bytes(value).decode("utf-8", "replace"), pattern)
-    if pattern is not None and not isinstance(value, int | float | bool) and value is not None:
+        return _mask(bytes(value).decode("utf-8", "replace"), secrets)
+    if secrets and not isinstance(value, int | float | bool) and value is not None:
         # Other objects are rendered as text anyway: if that text holds a secret, mask it.
         text = repr(value)
-        if pattern.search(text):
-            return pattern.sub(MASK, text)
+        masked = _mask_text(text, secrets)
+        if masked != text:
+            return masked
     return value
 
 
 def redact(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """structlog processor: secret-named keys become ``***``; registered secrets are masked."""
-    pattern = _secret_pattern
+    secrets = _masked
     for key, value in list(event_dict.items()):
         if key.startswith("_"):  # structlog's own bookkeeping (_record, _from_structlog)
             continue
-        event_dict[key] = MASK if SECRET_KEY.search(key) else _mask(value, pattern)
+        event_dict[key] = MASK if SECRET_KEY.search(key) else _mask(value, secrets)
     return event_dict
 
 

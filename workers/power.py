@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterable
 import structlog
 
 from shared.backoff import Backoff
-from shared.errors import GatewayBadResponse, GatewayError, GatewayHTTPError
+from shared.errors import GatewayAuthError, GatewayBadResponse, GatewayError, GatewayHTTPError
 from shared.gateway import GatewayClient
 from shared.messages import (
     INVERTERS,
@@ -54,6 +54,7 @@ from shared.messages import (
     PollReport,
     PowerBatch,
     PowerSample,
+    TokenRejected,
 )
 from shared.parsers import parse_meters, parse_meters_readings, parse_production, parse_summary
 from shared.parsers.production import ProductionParse
@@ -145,7 +146,7 @@ class ProductionFetch:
         self,
         envoy: str,
         interval_s: float,
-        report: Callable[[PollReport], None],
+        report: Callable[[PollReport | TokenRejected], None],
         *,
         threaded: bool = True,
         clock: Callable[[], float] = time.time,
@@ -220,6 +221,10 @@ class ProductionFetch:
             outcome = (True, "", "")
         except GatewayError as exc:
             outcome = (False, exc.kind, str(exc))
+            if isinstance(exc, GatewayAuthError):
+                # the fast tick may not be asking the gateway anything a token guards
+                # (firmware < 7 answers /api/v1/production without one): say it here too
+                self._report(TokenRejected(info.serial, self._envoy))
         except Exception as exc:  # a bug must cost one fetch, not the power poller
             self._log.exception("production.json fetch failed unexpectedly")
             outcome = (False, "bug", repr(exc)[:200])

@@ -137,7 +137,7 @@ class TokenKeeper:
                 except InvalidToken:
                     self._log.warning("dropping an unreadable cached token", serial=serial)
                     continue
-                register_secrets([token])
+                register_secrets([token], slot=self._secret_slot(serial))
                 self._held[serial] = Held(token, claims, self._refresh_at(claims, None))
             for serial in self._wanted:
                 held = self._held.get(serial)
@@ -249,6 +249,11 @@ class TokenKeeper:
         last = self._login.last_login_s
         return float("-inf") if last is None else last + self._account.reauth_cooldown_s
 
+    def _secret_slot(self, serial: str) -> str:
+        """The log mask's slot for this account's token of ``serial``: a renewal replaces it."""
+        assert self._account is not None
+        return f"token:{self._account.name}:{serial}"
+
     def _refresh_at(self, claims: TokenClaims, fetched_s: float | None) -> float:
         assert self._account is not None
         account = self._account
@@ -270,7 +275,7 @@ class TokenKeeper:
         for serial in serials:
             try:
                 token = cloud.fetch_token(session_id, serial, account.email)
-                register_secrets([token])
+                register_secrets([token], slot=self._secret_slot(serial))
                 claims = read_claims(token)
             except (CloudError, InvalidToken) as error:
                 failed = True

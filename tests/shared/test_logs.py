@@ -141,6 +141,18 @@ def test_very_short_secrets_are_not_masked_everywhere() -> None:
     assert line["event"] == "a plain line"
 
 
+def test_a_secret_registered_in_a_slot_replaces_the_one_before() -> None:
+    # A year of renewed tokens must not become a year of secrets scanned in every line.
+    out = io.StringIO()
+    configure_logging("info", "json", stream=out)
+    register_secrets(["the-password"])
+    for n in range(2000):
+        register_secrets([f"token-{n:04d}"], slot="token:owner:1234")
+    structlog.get_logger().info("token-1998 token-1999 the-password")
+    [line] = json_lines(out)
+    assert line["event"] == f"token-1998 {MASK} {MASK}"
+
+
 SECRETS = st.text(
     alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=4, max_size=30
 )

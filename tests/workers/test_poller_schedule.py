@@ -14,7 +14,7 @@ from pathlib import Path
 
 from shared.config import GatewayConfig
 from shared.gateway import GatewayClient
-from shared.messages import PollReport, PowerBatch, Stop
+from shared.messages import PollReport, PowerBatch, Stop, TokenRejected
 from shared.simulator.faults import Fault, FaultKind
 from shared.simulator.gateway import SimulatedGateway
 from shared.simulator.timing import INSTANT
@@ -92,3 +92,23 @@ def test_a_slow_gateway_gets_one_poll_at_a_time_and_every_tick_is_polled_or_skip
     # the batches keep the tick as their time and say when the poll was due
     assert {b.tick_ns for b in batches} == {r.tick_ns for r in reports if r.ok}
     assert {b.phase_ns for b in batches} == {int(phase * NS)}
+
+
+def test_a_token_refused_on_production_json_alone_is_reported_to_the_token_worker(
+    tmp_path: Path,
+) -> None:
+    # 5.0.62's fast tick (/api/v1/production) needs no token; only the slow fetch sees a 401
+    require_fixtures()
+    with SimulatedGateway(FIXTURES / "5.0.62", latency=INSTANT) as sim:
+        sim.faults.set("/production.json", Fault(FaultKind.UNAUTHORIZED))
+        gateway = GatewayConfig("old", sim.url.split("://", 1)[1], read_timeout_s=5.0)
+        client = GatewayClient(gateway, pin_store=None, request_lock=tmp_path / "old.lock")
+        sent: list[object] = []
+        try:
+            info = client.info()
+            ProductionFetch("old", 60.0, sent.append, threaded=False).due(client, info, 60 * NS)
+        finally:
+            client.close()
+    assert TokenRejected(info.serial, "old") in sent
+    (report,) = [m for m in sent if isinstance(m, PollReport)]
+    assert (report.feed, report.ok, report.error_kind) == ("production", False, "auth")

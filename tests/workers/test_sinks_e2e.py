@@ -36,6 +36,7 @@ from shared.messages import (
     PowerSample,
     Stop,
 )
+from shared.points import ENERGY, ENERGY_FIELDS, INVERTER, INVERTER_FIELDS, POWER, POWER_FIELDS
 from tests.servers import InfluxDB1, PrometheusServer, VictoriaMetrics, free_port
 from tests.supervisor.conftest import Site, start_site, stop_site, wait_for
 from workers.daily import day_start_ns
@@ -251,10 +252,14 @@ def test_what_a_stopped_site_could_not_send_is_sent_by_the_next_start(
 
 # --- InfluxDB 1.x /write into the real InfluxDB 1.6 ------------------------------------
 
+#: measurement -> its field names, from the written schema (so a new field is counted too)
 FIELDS = {
-    "power": ("p_w", "q_var", "s_va", "i_a", "v_v", "pf"),
-    "energy": ("wh_lifetime", "wh_delivered", "wh_received"),
-    "inverter": ("p_w", "p_max_w"),
+    measurement: tuple(name for name, _ in table)
+    for measurement, table in (
+        (POWER, POWER_FIELDS),
+        (ENERGY, ENERGY_FIELDS),
+        (INVERTER, INVERTER_FIELDS),
+    )
 }
 
 
