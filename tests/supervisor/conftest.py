@@ -143,10 +143,22 @@ def start_site(
     for gw in gateways:
         gw.start()
     state_dir = tmp_path / "state"
+    text = site_yaml(state_dir, cloud, gateways, supervision or FAST_SUPERVISION, sinks)
+    return launch_site(tmp_path, text + extra_yaml, cloud, gateways, env)
+
+
+def launch_site(
+    tmp_path: Path,
+    site_text: str,
+    cloud: SimulatedCloud,
+    gateways: list[SimulatedGateway],
+    env: dict[str, str] | None = None,
+) -> Site:
+    """Write ``site_text`` (whose state dir is ``tmp_path/state``) and start a supervisor
+    on it, for gateways and a cloud already running."""
+    state_dir = tmp_path / "state"
     config = tmp_path / "site.yml"
-    config.write_text(
-        site_yaml(state_dir, cloud, gateways, supervision or FAST_SUPERVISION, sinks) + extra_yaml
-    )
+    config.write_text(site_text)
     config.chmod(0o600)
     log = tmp_path / "supervisor.log"
     process = subprocess.Popen(

@@ -12,9 +12,6 @@ the inverters were read (their slow answers were in flight).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -25,8 +22,7 @@ from tests.supervisor.conftest import (
     EMAIL,
     FAST_SUPERVISION,
     PASSWORD,
-    REPO,
-    Site,
+    launch_site,
     site_yaml,
     stop_site,
     wait_for,
@@ -43,26 +39,12 @@ def test_slow_production_json_and_inverters_skip_no_power_tick(tmp_path: Path) -
     gateway = SimulatedGateway(FIXTURES / "8.3.5169_with_generator", cloud=cloud, latency=0.5)
     gateway.faults.set(INVERTERS, Fault(FaultKind.LATENCY, seconds=3.0))
     gateway.start()
-    state_dir = tmp_path / "state"
-    config = tmp_path / "site.yml"
-    text = site_yaml(state_dir, cloud, [gateway], FAST_SUPERVISION)
+    text = site_yaml(tmp_path / "state", cloud, [gateway], FAST_SUPERVISION)
     text = text.replace(
         "poll: {power_s: 1, inverters_s: 2}",
         "poll: {power_s: 1, inverters_s: 2, production_s: 2}",
     )
-    config.write_text(text)
-    config.chmod(0o600)
-    log = tmp_path / "supervisor.log"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "supervisor", "--config", str(config)],
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        env=dict(os.environ),
-    )
-    site = Site(config, state_dir, process, [gateway], cloud, log)
+    site = launch_site(tmp_path, text, cloud, [gateway])
     ticks_sql = (
         "SELECT DISTINCT time FROM power WHERE envoy='gw1' AND measurement_type='production'"
         " AND line='total' ORDER BY time"
