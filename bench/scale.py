@@ -6,15 +6,19 @@ requests behind its GIL, which real gateways do not; their CPU is counted apart 
 the supervisor's). All share one account: every process's simulated cloud signs tokens
 with one secret. The gateways answer as slowly as real ones (``--latency``, default
 real: `shared.simulator.timing`); ``--fixture DIR`` makes every one serve that capture
-(each with its own serial) instead of the demo's generated shapes. It writes a site.yml
-(power every 1 s, inverters every 10 s, SQLite and Prometheus sinks) and runs the real
+(each with its own serial) instead of the demo's generated shapes; ``--fixture all``
+gives gateway i setup i of the captures (``--envoys all``: one of each). It writes a
+site.yml (power every ``--power-s``, 1 s; inverters every ``--inverters-s``, 60 s;
+production.json at its default 60 s; SQLite and Prometheus sinks) and runs the real
 supervisor on it as ``python -m supervisor --config``. After every power feed has polled
 once and a warm-up, it measures for ``--seconds``:
 
 * missed ticks: per feed, ticks between the first and last good poll of the window
   minus good polls in it (skips and errors are listed by kind as well); and
   ``power_ticks``: good power polls in the window (each writes a reading) against the
-  ticks that fell due in it, summed over the gateways;
+  ticks that fell due in it, summed over the gateways; ``power_misses`` names each
+  gateway (and its capture) that wrote fewer, and ``never_polled`` those whose power
+  feed never had a good poll (a capture with nothing the logger can read);
 * tick jitter of the power polls within the window (how late each poll started after
   it was due: its tick plus the gateway's phase, `supervisor.plan.stagger`), exactly:
   status.json keeps a cumulative per-feed histogram (1 ms buckets), and the difference
@@ -60,13 +64,19 @@ from typing import Any, NamedTuple
 import orjson
 import yaml
 
+from bench.parse import FIXTURES
 from bench.supervise import child_map, read_status, uss_kib
 from shared.simulator.timing import parse_latency
 from supervisor.demo import EMAIL, PASSWORD, free_port, gateway_shape
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-POWER_S = 1.0
-INVERTERS_S = 10.0
+
+
+class Cadence(NamedTuple):
+    """How often each gateway's feeds are polled (production.json: its default, 60 s)."""
+
+    power_s: float = 1.0
+    inverters_s: float = 60.0
 
 
 # --- simulators -------------------------------------------------------------------------
@@ -75,14 +85,23 @@ INVERTERS_S = 10.0
 class Served(NamedTuple):
     """What the simulated gateways serve, and how fast."""
 
-    fixture: Path | None  #: a capture folder for every gateway; None: the demo's shapes
+    fixtures: tuple[Path, ...]  #: gateway i serves capture folder i (cycled); (): demo shapes
     latency: float  #: `shared.simulator.timing` scale: 1.0 real, 0.0 instant
+
+    def fixture(self, index: int) -> Path | None:
+        return self.fixtures[index % len(self.fixtures)] if self.fixtures else None
+
+    def label(self, name: str) -> str:
+        """``gw-003 (7.3.130_no_consumption)``: a gateway's name and what it serves."""
+        fixture = self.fixture(int(name.removeprefix("gw-")) - 1)
+        return f"{name} ({fixture.name if fixture else 'demo'})"
 
 
 def make_gateway(index: int, served: Served, cloud: Any) -> Any:
     from shared.simulator import SimulatedGateway
 
-    if served.fixture is None:
+    fixture = served.fixture(index)
+    if fixture is None:
         shape = gateway_shape(index)
         return SimulatedGateway(
             cloud=cloud,
@@ -91,7 +110,7 @@ def make_gateway(index: int, served: Served, cloud: Any) -> Any:
             **shape,  # type: ignore[arg-type]
         )
     return SimulatedGateway(
-        served.fixture,
+        fixture,
         cloud=cloud,
         serial=f"{900000000001 + index}",
         seed=index + 1,
@@ -187,7 +206,11 @@ def steal_s() -> float:
         return int(stat.readline().split()[8]) / CLK_TCK
 
 
-def site_file(state_dir: Path, groups: list[Any]) -> Path:
+def gateway_name(index: int) -> str:
+    return f"gw-{index + 1:03d}"
+
+
+def site_file(state_dir: Path, groups: list[Any], cadence: Cadence) -> Path:
     cloud_url, ca_file, _ = groups[0]
     cloud = {"login_url": cloud_url, "token_url": cloud_url, "ca_file": ca_file}
     accounts = [{"name": "sim", "email": EMAIL, "password": PASSWORD, "cloud": cloud}]
@@ -196,11 +219,11 @@ def site_file(state_dir: Path, groups: list[Any]) -> Path:
         for url, serial in gateways:
             scheme, host = url.split("://")
             entry = {
-                "name": f"gw-{len(envoys) + 1:03d}",
+                "name": gateway_name(len(envoys)),
                 "host": host,
                 "serial": serial,
                 "scheme": scheme,
-                "poll": {"power_s": POWER_S, "inverters_s": INVERTERS_S},
+                "poll": {"power_s": cadence.power_s, "inverters_s": cadence.inverters_s},
             }
             if scheme == "https":
                 entry["account"] = "sim"
@@ -283,16 +306,22 @@ def feed_counts(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def wait_polling(
     state_dir: Path, envoys: int, supervisor: subprocess.Popen[bytes], deadline: float
-) -> None:
-    while time.monotonic() < deadline:
+) -> list[str]:
+    """Wait for every power feed's first good poll; return the gateways that had none
+    by ``deadline`` (a capture the logger cannot read; all of them: exit)."""
+    names = {gateway_name(i) for i in range(envoys)}
+    polled: set[str] = set()
+    while time.monotonic() < deadline and polled != names:
         if supervisor.poll() is not None:
             raise SystemExit(f"bench: the supervisor exited with {supervisor.returncode}")
         counts = feed_counts(read_status(state_dir))
-        polled = [k for k, c in counts.items() if k.endswith("/power") and c["last_ok_ns"]]
-        if len(polled) == envoys:
-            return
+        polled = {
+            k.split("/")[0] for k, c in counts.items() if k.endswith("/power") and c["last_ok_ns"]
+        }
         time.sleep(0.5)
-    raise SystemExit("bench: not every gateway was polled within the start-up time")
+    if not polled:
+        raise SystemExit("bench: no gateway was polled within the start-up time")
+    return sorted(names - polled)
 
 
 def histogram_percentile(histogram: Counter[int], q: float) -> float | None:
@@ -340,19 +369,33 @@ def spread(values: list[dict[str, float] | None]) -> dict[str, float | None]:
 
 
 def measure(
-    envoys: int, seconds: float, warmup: float, per: int, keep: bool, served: Served
+    envoys: int,
+    seconds: float,
+    warmup: float,
+    per: int,
+    keep: bool,
+    served: Served,
+    cadence: Cadence,
 ) -> dict[str, Any]:
     state_dir = Path(tempfile.mkdtemp(prefix=f"bench-scale-{envoys}-"))
     processes, pipes, groups = start_simulators(envoys, per, served)
     log = (state_dir / "supervisor.log").open("wb")
     supervisor = subprocess.Popen(
-        [sys.executable, "-m", "supervisor", "--config", str(site_file(state_dir, groups))],
+        [
+            sys.executable,
+            "-m",
+            "supervisor",
+            "--config",
+            str(site_file(state_dir, groups, cadence)),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=log,
         stdin=subprocess.DEVNULL,
     )
     try:
-        wait_polling(state_dir, envoys, supervisor, time.monotonic() + 60 + 2 * envoys)
+        never_polled = wait_polling(
+            state_dir, envoys, supervisor, time.monotonic() + 60 + 2 * envoys
+        )
         time.sleep(warmup)
         before = read_status(state_dir)
         cpu_before = {pid: cpu_s(pid) for pid in tree(supervisor.pid)}
@@ -397,28 +440,42 @@ def measure(
     first, last = feed_counts(before), feed_counts(after)
     missed, errors = 0, Counter[str]()
     power_written, power_due = 0, 0
+    power_misses: dict[str, dict[str, Any]] = {}  #: gateway (its capture) -> what it missed
     for key, end in last.items():
         start = first.get(key)
         if start is None or start["last_ok_ns"] is None or end["last_ok_ns"] is None:
             continue
         # each feed at its own cadence (production.json's is production_s, not inverters_s)
-        interval_s = end["interval_s"] or (POWER_S if key.endswith("/power") else INVERTERS_S)
+        interval_s = end["interval_s"] or (
+            cadence.power_s if key.endswith("/power") else cadence.inverters_s
+        )
         interval_ns = int(interval_s * 1e9)
         expected = (end["last_ok_ns"] - start["last_ok_ns"]) // interval_ns
         missed += max(expected - (end["ok"] - start["ok"]), 0)
         errors.update(end["errors"] - start["errors"])
         if key.endswith("/power"):
-            power_written += end["ok"] - start["ok"]
-            power_due += math.floor(elapsed / POWER_S)
+            written, due = end["ok"] - start["ok"], math.floor(elapsed / cadence.power_s)
+            power_written += written
+            power_due += due
+            if written < due:
+                power_misses[served.label(key.split("/")[0])] = {
+                    "missed": due - written,
+                    "errors": dict(end["errors"] - start["errors"]),
+                }
     jitter = window_jitter(first, last)
     consumers = after.get("consumers", {})
     restarts = sum(w["restarts"] for w in after.get("workers", {}).values())
     result: dict[str, Any] = {
         "envoys": envoys,
-        "fixture": served.fixture.name if served.fixture else None,
+        "fixtures": [f.name for f in served.fixtures[:2]]
+        + [f"+{len(served.fixtures) - 2}"] * (len(served.fixtures) > 2),
         "latency": served.latency,
+        "power_s": cadence.power_s,
+        "inverters_s": cadence.inverters_s,
         "seconds": round(elapsed, 1),
         "power_ticks": {"written": power_written, "due": power_due},
+        "power_misses": power_misses,
+        "never_polled": [served.label(name) for name in never_polled],
         "missed_ticks": missed,
         "poll_errors": dict(errors),
         "restarts": restarts,
@@ -498,13 +555,21 @@ def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.scale")
-    parser.add_argument("--envoys", default="1,5,10,25", help="comma-separated N values")
+    parser.add_argument(
+        "--envoys", default="1,5,10,25", help="comma-separated N values; 'all' with --fixture all"
+    )
     parser.add_argument("--seconds", type=float, default=60.0, help="measured time per N")
     parser.add_argument("--warmup", type=float, default=10.0, help="after every gateway polled")
     parser.add_argument("--per-simulator", type=int, default=1, help="gateways per simulator")
     parser.add_argument("--keep", action="store_true", help="print each run's state dir")
     parser.add_argument(
-        "--fixture", type=Path, metavar="DIR", help="every gateway serves this capture folder"
+        "--fixture",
+        metavar="DIR|all",
+        help="every gateway serves this capture folder; 'all': gateway i serves setup i",
+    )
+    parser.add_argument("--power-s", type=float, default=Cadence().power_s, help="power cadence")
+    parser.add_argument(
+        "--inverters-s", type=float, default=Cadence().inverters_s, help="inverter cadence"
     )
     parser.add_argument(
         "--latency",
@@ -514,12 +579,21 @@ def main(argv: list[str] | None = None) -> int:
         help="simulated answer times (default: a real gateway's)",
     )
     args = parser.parse_args(argv)
-    if args.fixture is not None and not (args.fixture / "info.xml").is_file():
-        parser.error(f"{args.fixture}: not a fixture folder (no info.xml)")
-    served = Served(args.fixture, args.latency)
+    fixtures: tuple[Path, ...] = ()
+    if args.fixture == "all":
+        fixtures = tuple(d for d in sorted(FIXTURES.iterdir()) if (d / "info.xml").is_file())
+    elif args.fixture is not None:
+        fixtures = (Path(args.fixture),)
+        if not (fixtures[0] / "info.xml").is_file():
+            parser.error(f"{args.fixture}: not a fixture folder (no info.xml)")
+    served = Served(fixtures, args.latency)
+    cadence = Cadence(args.power_s, args.inverters_s)
+    counts = [len(fixtures)] if args.envoys == "all" else [int(n) for n in args.envoys.split(",")]
     results = []
-    for envoys in (int(n) for n in args.envoys.split(",")):
-        result = measure(envoys, args.seconds, args.warmup, args.per_simulator, args.keep, served)
+    for envoys in counts:
+        result = measure(
+            envoys, args.seconds, args.warmup, args.per_simulator, args.keep, served, cadence
+        )
         results.append(result)
         print(orjson.dumps(result).decode(), flush=True)
     print(orjson.dumps(summary(results)).decode(), flush=True)

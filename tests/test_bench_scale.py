@@ -19,6 +19,9 @@ def test_the_scale_bench_prints_one_json_line_per_n_and_a_summary(
     for run in lines[:2]:
         assert {
             "missed_ticks",
+            "power_ticks",
+            "power_misses",
+            "never_polled",
             "poll_errors",
             "jitter_ms",
             "poll_ms",
