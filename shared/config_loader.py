@@ -1,4 +1,4 @@
-"""Reads ``site.yml`` once into a validated `SiteConfig`, and describes the plan it implies.
+"""Reads ``site.yml`` once into a validated `SiteConfig`; every problem, one line each.
 
 `load_config` parses the file with ``yaml.safe_load`` and walks it once, collecting
 *every* problem as ``FILE: key.path: problem`` before raising one `ConfigError`, so a
@@ -24,14 +24,15 @@ stays relative to the state dir. Findings that do not stop a run (the file is re
 by others and holds secrets; an account no gateway uses) are returned in
 ``SiteConfig.warnings``, not logged: logging is not configured yet when this runs.
 
-Reads: the config file and the given environment mapping. Writes nothing.
+What a valid config means in words (``--check``) is `supervisor.check`'s; this module
+only loads. Reads: the config file and the given environment mapping. Writes nothing.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -436,73 +437,3 @@ def load_config(path: Path, environ: Mapping[str, str] = os.environ) -> SiteConf
     if config is None:
         raise ConfigError(reader.problems)
     return config
-
-
-# --- the plan, for --check ---------------------------------------------------------------
-
-
-def _auth(gateway: GatewayConfig) -> str:
-    if gateway.account:
-        return f"tokens from account {gateway.account}"
-    return "static token" if gateway.token else "none (legacy firmware < 7)"
-
-
-def _sink_line(sink: SinkConfig, state_dir: Path, only: bool) -> str:
-    if isinstance(sink, SqliteSinkConfig):
-        default = " (the default when no sinks are configured)" if only else ""
-        return f"sink {sink.name}: sqlite file {state_dir / sink.path}{default}"
-    if isinstance(sink, PrometheusSinkConfig):
-        return f"sink {sink.name}: prometheus exporter on {sink.listen}:{sink.port}"
-    if isinstance(sink, MqttSinkConfig):
-        tls = ", TLS" if sink.ca_file else ""
-        user = f", user {sink.username}" if sink.username else ""
-        found = (
-            f", Home Assistant discovery under {sink.discovery_prefix}/" if sink.discovery else ""
-        )
-        return (
-            f"sink {sink.name}: mqtt broker {sink.host}:{sink.port}{tls}{user}, "
-            f"topics under {sink.topic_prefix}/{found}"
-        )
-    if sink.version == 1:
-        where = f"databases {sink.database} / {sink.database_daily}"
-    else:
-        where = f"org {sink.org}, buckets {sink.bucket} / {sink.bucket_daily}"
-    return f"sink {sink.name}: influxdb v{sink.version} at {sink.url}, {where}"
-
-
-def describe_config(config: SiteConfig, workers: Sequence[tuple[str, str]] = ()) -> list[str]:
-    """What a run of this config would do, one line per gateway, worker and sink.
-
-    For ``--check``; never shows a secret. ``workers`` are (name, what it does) pairs
-    from `supervisor.plan`, which owns the worker layout.
-    """
-    lines = [f"config {config.source}: time zone {config.timezone}, state dir {config.state_dir}"]
-    for gw in config.gateways:
-        expected = f" ({len(gw.inverters)} expected)" if gw.inverters else ""
-        lines.append(
-            f"gateway {gw.name}: host {gw.host}, serial {gw.serial or 'from /info'}, "
-            f"power every {gw.power_interval_s:g} s, inverters every "
-            f"{gw.inverter_interval_s:g} s{expected}, timeouts {gw.connect_timeout_s:g} s "
-            f"connect / {gw.read_timeout_s:g} s read, auth: {_auth(gw)}"
-        )
-    if workers:
-        width = max(len(name) for name, _ in workers)
-        lines.append(f"workers ({len(workers)}):")
-        lines.extend(f"  {name:<{width}}  {what}" for name, what in workers)
-    only_default = config.sinks == (DEFAULT_SINK,)
-    lines.extend(_sink_line(sink, config.state_dir, only_default) for sink in config.sinks)
-    sup = config.supervision
-    lines.append(
-        f"supervision: heartbeat every {sup.heartbeat_s:g} s, hung after {sup.hang_timeout_s:g}"
-        f" s, backoff {sup.backoff_initial_s:g}..{sup.backoff_max_s:g} s, FATAL after more "
-        f"than {sup.max_restarts} restarts in {sup.restart_window_s:g} s, "
-        + (
-            "then down for good"
-            if sup.fatal_forever
-            else f"retried {sup.fatal_cooldown_s:g}..{sup.fatal_cooldown_max_s:g} s later"
-        )
-    )
-    if config.health.port is not None:
-        lines.append(f"health: http://{config.health.listen}:{config.health.port}/healthz")
-    lines.extend(f"warning: {w}" for w in config.warnings)
-    return lines

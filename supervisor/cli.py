@@ -118,7 +118,7 @@ def _shard(text: str) -> ShardConfig:
 
 
 def run_config(path: Path, check_only: bool, shard: ShardConfig | None = None) -> int:
-    from shared.config_loader import describe_config, load_config
+    from shared.config_loader import load_config
     from shared.errors import ConfigError
 
     try:
@@ -127,19 +127,15 @@ def run_config(path: Path, check_only: bool, shard: ShardConfig | None = None) -
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 2
-    from supervisor.shard import describe_shard, shard_view
+    from supervisor.shard import shard_view
 
     if shard is not None:
         config = replace(config, shard=shard)  # the flag wins over the file's shard: key
     site = shard_view(config)  # this host's gateways only
     if check_only:
-        from supervisor.plan import build_plan, describe
+        from supervisor.check import check_report
 
-        lines = describe_config(site, describe(build_plan(site)))
-        shard_line = describe_shard(config)
-        if shard_line:
-            lines.insert(1, shard_line)
-        print("\n".join(lines))
+        print("\n".join(check_report(config, site)))
         return 0
     from supervisor.launch import run_site
 

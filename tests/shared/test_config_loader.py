@@ -21,8 +21,9 @@ from shared.config import (
     SqliteSinkConfig,
     SupervisionConfig,
 )
-from shared.config_loader import DEFAULT_SINK, describe_config, load_config
+from shared.config_loader import DEFAULT_SINK, load_config
 from shared.errors import ConfigError
+from supervisor.check import describe_config
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "site.yml"
 MINIMAL: dict[str, Any] = {"envoys": [{"name": "garage", "host": "192.168.1.20"}]}

@@ -22,8 +22,9 @@ from shared.config import (
     SqliteSinkConfig,
     SupervisionConfig,
 )
-from shared.config_loader import describe_config, load_config
+from shared.config_loader import load_config
 from shared.errors import ConfigError
+from supervisor.check import describe_config
 
 SETTINGS = settings(
     max_examples=150,

@@ -13,9 +13,10 @@ from typing import Any
 import orjson
 import pytest
 
-from shared.config_loader import describe_config, load_config
+from shared.config_loader import load_config
 from shared.errors import ConfigError
 from shared.messages import PollReport
+from supervisor.check import describe_config
 from supervisor.health import HealthServer, assess, serve_site
 from supervisor.policy import ChildState, State
 from supervisor.shard import shard_view
