@@ -44,7 +44,7 @@ from workers.poller import Poller, PollerSettings
 from workers.power import PowerFeed, ProductionFetch
 from workers.sink_influx import Forwarder, kind_of
 from workers.spool import Spool
-from workers.token import TokenKeeper
+from workers.token_keeper import TokenKeeper
 
 
 @dataclass

@@ -33,7 +33,8 @@ from shared.simulator.timing import INSTANT
 from shared.tokens import TokenCache, read_claims
 from tests.jwts import make_jwt
 from workers.mailbox import Mailbox
-from workers.token import TokenKeeper, TokenSettings, run
+from workers.token import TokenSettings, run
+from workers.token_keeper import TokenKeeper
 
 T = TypeVar("T")
 FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "pyenphase"
