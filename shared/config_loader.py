@@ -15,8 +15,9 @@ one it is meant for, so that is an error naming each of them:
 * ``INFLUXDB_TOKEN``: the ``token`` of an ``influxdb`` sink with ``version: 2``;
 * ``MQTT_PASSWORD``: the ``password`` of an ``mqtt`` sink that gives a ``username``.
 
-An ``mqtt`` sink needs the optional paho-mqtt package; without it the config is refused
-with the install command, so ``--check`` says so before a run would crash the sink.
+Each ``sinks:`` entry is read by `shared.config_sinks` (an ``mqtt`` sink without the
+optional paho-mqtt package is refused there, with the install command); this module
+fills their secrets, checks names and ports across the file and applies the default sink.
 
 Relative paths in the file (``state_dir``, ``cloud.ca_file``) are relative to the file's
 directory, so the service does not depend on its working directory; a sqlite ``path``
@@ -30,7 +31,6 @@ only loads. Reads: the config file and the given environment mapping. Writes not
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -44,16 +44,13 @@ from shared.config import (
     CloudConfig,
     GatewayConfig,
     HealthConfig,
-    InfluxSinkConfig,
     LoggingConfig,
-    MqttSinkConfig,
-    PrometheusSinkConfig,
     ShardConfig,
-    SinkConfig,
     SiteConfig,
     SqliteSinkConfig,
     SupervisionConfig,
 )
+from shared.config_sinks import build_sink, read_sink
 from shared.config_values import (
     Reader,
     check_address,
@@ -66,7 +63,6 @@ from shared.config_values import (
     check_tag_key,
     check_tag_value,
     check_timezone,
-    check_topic,
     check_url,
     defaults,
     join,
@@ -90,17 +86,6 @@ ENVOY_KEYS = ("name", "host", "serial", "account", "token", "scheme", "poll", "p
 POLL_KEYS = {"power_s": "power_interval_s", "inverters_s": "inverter_interval_s",
              "production_s": "production_interval_s", "connect_timeout_s": "connect_timeout_s",
              "read_timeout_s": "read_timeout_s"}
-INFLUX_V1_KEYS = ("database", "database_daily", "retention_policy", "username", "password")
-INFLUX_V2_KEYS = ("org", "bucket", "bucket_daily", "token")
-INFLUX_KEYS = ("type", "name", "url", "version", "timeout_s", "spool_max_mb")
-PROMETHEUS_KEYS = ("type", "name", "listen", "port", "stale_after_s")
-SQLITE_KEYS = ("type", "name", "path")
-MQTT_TEXTS = ("username", "client_id")
-MQTT_KEYS = ("type", "name", "host", "port", "password", "ca_file", "keepalive_s",
-             "topic_prefix", "discovery", "discovery_prefix", "inverter_sensors",
-             "spool_max_mb", *MQTT_TEXTS)
-SINK_TYPES = ("sqlite", "influxdb", "prometheus", "mqtt")
-MQTT_INSTALL = 'pip install "envoy-supervisor[mqtt]"'
 SUPERVISION_FLOATS = ("heartbeat_s", "hang_timeout_s", "backoff_initial_s", "backoff_max_s",
                       "restart_window_s", "grace_s", "fatal_cooldown_s", "fatal_cooldown_max_s")
 # fmt: on
@@ -207,98 +192,6 @@ def _envoy(r: Reader, raw: object, path: str) -> dict[str, Any]:
     return kwargs
 
 
-def _sink(r: Reader, raw: object, path: str, base: Path) -> dict[str, Any] | None:
-    kind = raw.get("type") if isinstance(raw, dict) else None
-    if kind not in SINK_TYPES:
-        r.mapping(raw, path, ("type",))  # reports a non-mapping
-        if isinstance(raw, dict):
-            r.problem(
-                join(path, "type"), f"expected one of {', '.join(SINK_TYPES)}, got {show(kind)}"
-            )
-        return None
-    if kind == "mqtt":
-        return _mqtt(r, raw, path, base)
-    if kind == "sqlite":
-        data = r.mapping(raw, path, SQLITE_KEYS)
-        where = r.text(data, path, "path", "envoy.sqlite3", check=check_path)
-        return {
-            "type": kind,
-            "name": r.text(data, path, "name", kind, check=check_name),
-            "path": Path(where or "envoy.sqlite3").expanduser(),
-        }
-    if kind == "prometheus":
-        data = r.mapping(raw, path, PROMETHEUS_KEYS)
-        dflt = defaults(PrometheusSinkConfig)
-        return {
-            "type": kind,
-            "name": r.text(data, path, "name", kind, check=check_name),
-            "listen": r.text(data, path, "listen", dflt["listen"], check=check_address),
-            "port": r.whole(data, path, "port", dflt["port"], 65535),
-            "stale_after_s": r.number(data, path, "stale_after_s", dflt["stale_after_s"]),
-        }
-    data = r.mapping(raw, path, (*INFLUX_KEYS, *INFLUX_V1_KEYS, *INFLUX_V2_KEYS))
-    dflt = defaults(InfluxSinkConfig)
-    version = r.choice(data, path, "version", dflt["version"], (1, 2))
-    other = INFLUX_V2_KEYS if version == 1 else INFLUX_V1_KEYS
-    for key in other:
-        if key in data:
-            r.problem(join(path, key), f"not used with version: {version}")
-    kwargs: dict[str, Any] = {
-        "type": kind,
-        "version": version,
-        "name": r.text(data, path, "name", kind, check=check_name),
-        "url": r.text(data, path, "url", check=check_url(("http", "https"))),
-        "timeout_s": r.number(data, path, "timeout_s", dflt["timeout_s"]),
-        "spool_max_mb": r.number(data, path, "spool_max_mb", dflt["spool_max_mb"]),
-    }
-    for key in INFLUX_V1_KEYS if version == 1 else INFLUX_V2_KEYS:
-        secret = key in ("password", "token")
-        value = r.text(data, path, key, dflt[key], secret=secret)
-        kwargs[key] = value
-        if not value and key not in ("retention_policy", "username", "password", "token"):
-            r.problem(join(path, key), f"missing: version {version} needs it")
-    if data.get("url") is None:
-        r.problem(join(path, "url"), "missing: the InfluxDB server's URL")
-    return kwargs
-
-
-def paho_missing() -> bool:
-    """True when the optional MQTT client library is not installed."""
-    try:
-        return importlib.util.find_spec("paho.mqtt.client") is None
-    except (ImportError, ValueError):  # a parent package missing or blocked
-        return True
-
-
-def _mqtt(r: Reader, raw: object, path: str, base: Path) -> dict[str, Any]:
-    data = r.mapping(raw, path, MQTT_KEYS)
-    dflt = defaults(MqttSinkConfig)
-    if paho_missing():
-        r.problem(join(path, "type"), f"mqtt needs the paho-mqtt package: {MQTT_INSTALL}")
-    ca_file = r.text(data, path, "ca_file", check=check_path)
-    if ca_file is not None and not resolve(base, ca_file).is_file():
-        r.problem(join(path, "ca_file"), f"no such file {show(ca_file)}")
-    kwargs: dict[str, Any] = {
-        "type": "mqtt",
-        "name": r.text(data, path, "name", "mqtt", check=check_name),
-        "host": r.text(data, path, "host", check=check_address),
-        "port": r.whole(data, path, "port", dflt["port"], 65535),
-        "password": r.text(data, path, "password", "", secret=True, check=check_secret),
-        "ca_file": resolve(base, ca_file) if ca_file else None,
-        "keepalive_s": r.whole(data, path, "keepalive_s", dflt["keepalive_s"], 65535),
-        "discovery": r.flag(data, path, "discovery", dflt["discovery"]),
-        "inverter_sensors": r.flag(data, path, "inverter_sensors", dflt["inverter_sensors"]),
-        "spool_max_mb": r.number(data, path, "spool_max_mb", dflt["spool_max_mb"]),
-    }
-    for key in MQTT_TEXTS:
-        kwargs[key] = r.text(data, path, key, dflt[key])
-    for key in ("topic_prefix", "discovery_prefix"):
-        kwargs[key] = r.text(data, path, key, dflt[key], check=check_topic)
-    if data.get("host") is None:
-        r.problem(join(path, "host"), "missing: the MQTT broker's host name or address")
-    return kwargs
-
-
 def _shard(r: Reader, raw: object) -> ShardConfig:
     """``shard: {index: K, count: N}``: this host runs shard K of N (`supervisor.shard`)."""
     if raw is None:
@@ -322,7 +215,7 @@ def _site(r: Reader, raw: object, source: Path, environ: Mapping[str, str]) -> S
     sinks = [
         (p, kw)
         for p, item in r.entries(data, "sinks")
-        if (kw := _sink(r, item, p, base)) is not None
+        if (kw := read_sink(r, item, p, base)) is not None
     ]
     if not envoys and not data.get("envoys"):
         r.problem("envoys", "expected at least one gateway")
@@ -389,11 +282,7 @@ def _site(r: Reader, raw: object, source: Path, environ: Mapping[str, str]) -> S
     warnings.extend(r.mode_warning(source))
     if r.problems:
         return None
-    built: list[SinkConfig] = []
-    for _, kw in sinks:
-        kind = kw.pop("type")
-        cls = {"sqlite": SqliteSinkConfig, "influxdb": InfluxSinkConfig, "mqtt": MqttSinkConfig}
-        built.append(cls.get(kind, PrometheusSinkConfig)(**kw))
+    built = [build_sink(kw) for _, kw in sinks]
     return SiteConfig(
         source=source,
         gateways=tuple(GatewayConfig(**kw) for _, kw in envoys),

@@ -4,7 +4,8 @@
 returns a typed value (or the default) and records a ``FILE: key.path: problem`` line
 when the value is wrong, so the loader can report every problem at once. The ``check_*``
 functions validate one string and return the problem, or None. Secret values are never
-quoted in a problem. Used by `shared.config_loader` only; reads and writes nothing.
+quoted in a problem. Used by `shared.config_loader` and `shared.config_sinks` only;
+reads and writes nothing.
 """
 
 from __future__ import annotations

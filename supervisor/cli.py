@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 parser.error(
                     "--demo runs simulated gateways: it takes no --config, --check or --shard"
                 )
-            from shared.config_loader import MQTT_INSTALL, paho_missing
+            from shared.config_sinks import MQTT_INSTALL, paho_missing
             from supervisor.demo import run_demo
 
             if args.mqtt and paho_missing():
