@@ -27,7 +27,7 @@ from shared.config import GatewayConfig, SiteConfig
 from shared.config_loader import load_config
 from shared.errors import ConfigError, GatewayError
 from shared.gateway import GatewayClient
-from shared.messages import InverterBatch, PollReport, PowerBatch
+from shared.messages import InverterBatch, PollReport, PowerBatch, TokenRejected
 from shared.simulator.faults import FaultPlan
 from shared.simulator.fixture import info_xml
 from shared.simulator.server import BackgroundServer, Request, Response
@@ -40,8 +40,14 @@ MEASUREMENT_TYPES = {"production", "total-consumption", "net-consumption", "inve
 
 
 def power_feed(reports: list[PollReport]) -> PowerFeed:
-    """The power feed, its production.json fetched in the caller so a test sees it all."""
-    return PowerFeed("hostile", ProductionFetch("hostile", 60.0, reports.append, threaded=False))
+    """The power feed, its production.json fetched in the caller so a test sees it all
+    (its reports; a 401 also sends the token worker a TokenRejected, not kept here)."""
+
+    def keep(message: PollReport | TokenRejected) -> None:
+        if isinstance(message, PollReport):
+            reports.append(message)
+
+    return PowerFeed("hostile", ProductionFetch("hostile", 60.0, keep, threaded=False))
 
 
 LINES = {"total", "L1", "L2", "L3"}
