@@ -117,7 +117,7 @@ def judge(site: Site) -> list[Verdict]:
 
     db = f["database down 3 days"]
     if db.end_s <= end_s:
-        written = len(site.database.ticks)
+        written = site.database.batches
         dropped = site.spool.dropped
         depth = site.spool.depth()[0]
         back = first_after(site.database.ok_writes, db.end_s)

@@ -180,14 +180,17 @@ class YearDatabase:
         self.lines = 0
         self.refused = 0
         self.ok_writes: list[float] = []  #: true times of writes that succeeded
-        self.ticks: set[bytes] = set()  #: the timestamps written: one batch per power tick
+        #: batches written: a batch is one tick's lines, all stamped with the tick, and the
+        #: forwarder joins whole batches in order, so each run of one timestamp is a batch
+        #: (not distinct timestamps: after the clock is stepped back, an hour of ticks repeats)
+        self.batches = 0
 
     def write(self, payload: bytes, kind: str) -> WriteResult:
         if self._down(self._clock.true_s):
             self.refused += 1
             return WriteResult(Outcome.RETRY, 503, "service unavailable (the year's outage)")
-        lines = payload.splitlines()
-        self.lines += len(lines)
-        self.ticks.update(line.rsplit(b" ", 1)[-1] for line in lines)
+        stamps = [line.rsplit(b" ", 1)[-1] for line in payload.splitlines()]
+        self.lines += len(stamps)
+        self.batches += sum(1 for i, stamp in enumerate(stamps) if i == 0 or stamp != stamps[i - 1])
         self.ok_writes.append(self._clock.true_s)
         return WriteResult(Outcome.OK, 204)
