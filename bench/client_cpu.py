@@ -139,7 +139,7 @@ def quantile(values: list[float], q: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.client_cpu", description=__doc__)
     parser.add_argument("--rounds", type=int, default=200, help="requests per client and path")
-    parser.add_argument("--pause", type=float, default=0.005, help="seconds between requests")
+    parser.add_argument("--pause", type=float, default=0.02, help="seconds between requests")
     parser.add_argument("--fixture", type=Path, default=FIXTURE, metavar="DIR")
     parser.add_argument("--path", action="append", help="a path to GET (repeatable)")
     args = parser.parse_args(argv)
