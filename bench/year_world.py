@@ -6,7 +6,7 @@ takes its answer time), and everything due meanwhile runs first, in time order. 
 clock the logger reads is true time plus the steps the scenario makes (NTP stepping the
 machine's clock); the gateway, the cloud and the monotonic clock keep true time.
 
-`GatewayNetwork` is a ``requests`` transport adapter: the real `GatewayClient` sends its
+`GatewayNetwork` is a `shared.gateway_transport.Transport`: the real `GatewayClient` sends its
 requests through it to a `SimulatedGateway` answering in this process (its `answer`), so
 scheme detection, digest auth, token checks and error classification are the real ones.
 The adapter adds what a network does: the answer time (virtual), refused connections on
@@ -21,14 +21,10 @@ import heapq
 import itertools
 import threading
 from collections.abc import Callable
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import requests
-from requests.adapters import BaseAdapter
-from requests.structures import CaseInsensitiveDict
-
 from shared.errors import CloudError
+from shared.gateway_transport import Answer, Get
 from shared.simulator import SimulatedGateway
 from shared.simulator.server import Request
 from shared.simulator.timing import default_s, timing_key
@@ -74,66 +70,35 @@ class VirtualClock:
         return event.is_set()
 
 
-class _Raw:
-    """Just enough of urllib3's response for requests' digest auth to re-send."""
-
-    _original_response = None
-
-    def release_conn(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-class GatewayNetwork(BaseAdapter):
-    """Carries the client's requests to an in-process simulated gateway."""
+class GatewayNetwork:
+    """Carries the client's requests to an in-process simulated gateway (a `Transport`)."""
 
     def __init__(self, gateway: SimulatedGateway, clock: VirtualClock, weather: Weather) -> None:
-        super().__init__()
         self.gateway = gateway
         self._clock = clock
         self._weather = weather
 
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        connect_s, read_s = kwargs.get("timeout") or (5.0, 20.0)
-        url = urlsplit(request.url or "")
+    def send(self, get: Get) -> Answer:
+        scheme, host, path, headers, (connect_s, read_s) = get
         weather = self._weather(self._clock.true_s)
         if weather == "unreachable":
             self._clock.advance(connect_s)
-            raise requests.exceptions.ConnectTimeout(f"connect to {url.netloc} timed out")
-        if (url.scheme == "https") != self.gateway.uses_tokens:
-            raise requests.exceptions.ConnectionError(
-                f"[Errno 111] Connection refused: {url.netloc}"
-            )
+            raise TimeoutError(f"connect to {host} timed out")
+        if (scheme == "https") != self.gateway.uses_tokens:
+            raise ConnectionRefusedError(111, f"Connection refused: {host}")
         if weather == "hang":
             self._clock.advance(read_s)
-            raise requests.exceptions.ReadTimeout(f"read from {url.netloc} timed out")
+            raise TimeoutError(f"read from {host} timed out")
+        url = urlsplit(path)
         query = parse_qs(url.query)
         answer = self.gateway.answer(
-            Request(
-                request.method or "GET",
-                url.path + (f"?{url.query}" if url.query else ""),
-                url.path,
-                query,
-                {k.lower(): v for k, v in request.headers.items()},
-                b"",
-            )
+            Request("GET", path, url.path, query, {k.lower(): v for k, v in headers.items()}, b"")
         )
         # The time a real gateway takes (the simulator's model), spent in virtual time.
         self._clock.advance(min(default_s(timing_key(url.path, query)), read_s))
-        response = requests.Response()
-        response.status_code = answer.status
-        response._content = answer.body
-        response.headers = CaseInsensitiveDict(
-            {"Content-Type": answer.content_type, **dict(answer.headers or {})}
-        )
-        response.url = request.url or ""
-        response.request = request
-        response.raw = _Raw()
-        response.connection = self
-        response.encoding = "utf-8"
-        return response
+        answer_headers = {"content-type": answer.content_type}
+        answer_headers.update((k.lower(), v) for k, v in (answer.headers or {}).items())
+        return Answer(answer.status, answer_headers, answer.body)
 
     def close(self) -> None:
         pass

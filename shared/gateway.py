@@ -1,6 +1,8 @@
 """The HTTP client for one gateway: scheme and auth detection, one slow request at a time.
 
-Owns two keep-alive `requests.Session`s per gateway (a slow and a fast lane, below).
+Owns two keep-alive connections per gateway (a slow and a fast lane, below), each a
+`shared.gateway_transport.KeepAlive`: bare `http.client`, a third of the CPU per request
+of requests.Session (issue 13, ``python -m bench.client_cpu``).
 `info` reads ``/info`` (HTTPS first, plain HTTP for legacy firmware) and decides how to
 talk from then on: firmware with web tokens -> HTTPS with ``Authorization: Bearer``;
 older firmware -> HTTP, with Digest auth (user ``envoy``, password the serial's last 6
@@ -16,7 +18,7 @@ endpoints (`SLOW_PATHS`: production.json, /production, inventory.json, /home; 5-
 each) are computed one at a time by one backend, so a second one only queues behind the
 first and doubles its wait; ``/ivp/*``, ``/api/v1/*``, ``/info`` and ``/auth/*`` answer in
 ~0.3 s alongside them. So the client keeps two lanes, each with its own keep-alive
-session and its own in-process lock: the slow lane also takes a lock file in the state
+connection and its own in-process lock: the slow lane also takes a lock file in the state
 dir, shared by both pollers of the gateway (two processes), so the gateway has at most
 one slow request in flight from us; the kernel drops the ``flock`` when a process dies,
 even by SIGKILL. The fast lane takes no file lock: a slow answer (or the other poller's
@@ -31,7 +33,8 @@ in the state dir; writes it once.
 from __future__ import annotations
 
 import fcntl
-import re
+import http.client
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -40,13 +43,8 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-import requests
-from requests.adapters import BaseAdapter
-from requests.auth import HTTPDigestAuth
-from requests.utils import parse_dict_header
-from urllib3.exceptions import ReadTimeoutError
-
 from shared.config import GatewayConfig
+from shared.digest import DigestAuth
 from shared.errors import (
     CertificateMismatch,
     GatewayAuthError,
@@ -57,15 +55,10 @@ from shared.errors import (
     GatewayUnreachable,
     ParseError,
 )
+from shared.gateway_transport import Answer, Get, KeepAlive, PinMismatch, Transport
 from shared.messages import GatewayInfo
 from shared.parsers import parse_info
-from shared.pinning import (
-    PinnedAdapter,
-    PinStore,
-    QuietInsecureAdapter,
-    is_fingerprint_mismatch,
-    peer_fingerprint,
-)
+from shared.pinning import PinStore, peer_fingerprint
 
 T = TypeVar("T")
 
@@ -80,34 +73,6 @@ def is_slow(path: str) -> bool:
 
 
 LEGACY_USER = "envoy"
-_DIGEST_ALGORITHMS = frozenset({"MD5", "MD5-SESS", "SHA", "SHA-256", "SHA-512"})
-
-
-class LenientDigestAuth(HTTPDigestAuth):
-    """Digest auth that answers only challenges it can answer.
-
-    requests raises KeyError on a challenge without realm or nonce, and sends a ``None``
-    Authorization header for a qop or algorithm it cannot compute (TypeError deeper
-    down). A gateway (or whatever answers at its address) can send either with any 4xx;
-    such a response is returned as it is, so the caller reports its status.
-    """
-
-    def handle_401(self, r: requests.Response, **kwargs: object) -> requests.Response:
-        challenge = r.headers.get("www-authenticate", "")
-        if "digest" in challenge.lower():
-            fields = parse_dict_header(  # type: ignore[no-untyped-call]
-                re.sub(r"(?i)digest ?", "", challenge, count=1)
-            )
-            qop = fields.get("qop")
-            algorithm = (fields.get("algorithm") or "MD5").upper()
-            if (
-                not fields.get("realm")
-                or not fields.get("nonce")
-                or (qop is not None and "auth" not in qop.split(","))
-                or algorithm not in _DIGEST_ALGORITHMS
-            ):
-                return r
-        return super().handle_401(r, **kwargs)  # type: ignore[no-untyped-call, no-any-return]
 
 
 class GatewayClient:
@@ -120,20 +85,20 @@ class GatewayClient:
         pin_store: Path | None,
         info_parser: Callable[[bytes], GatewayInfo] = parse_info,
         request_lock: Path | None = None,
-        transport: BaseAdapter | None = None,
+        transport: Transport | None = None,
     ) -> None:
-        """``transport`` carries the requests to this gateway's host instead of the
-        network (`bench.year` runs the client over an in-process one in virtual time)."""
+        """``transport`` carries the requests instead of the network, both lanes'
+        (`bench.year` runs the client over an in-process one in virtual time); it has
+        no certificates, so ``pin_certificate`` pins only the client's own connections."""
         self.config = config
-        # lane (True: slow) -> its session and the lock that keeps it to one request
-        self._sessions = {slow: requests.Session() for slow in (True, False)}
-        for session in self._sessions.values():
-            session.verify = False  # self-signed; pinning below is the optional defence
-            session.trust_env = False  # a LAN device: no proxies from the environment
-            session.mount("https://", QuietInsecureAdapter())
-            if transport is not None:  # the longest matching prefix wins in requests
-                for scheme in ("http", "https"):
-                    session.mount(f"{scheme}://{config.host}/", transport)
+        # lane (True: slow) -> what carries its requests, and the lock that keeps it to one
+        self._own = {} if transport is not None else {slow: KeepAlive() for slow in (True, False)}
+        self._lanes: dict[bool, Transport] = (
+            {slow: transport for slow in (True, False)}
+            if transport is not None
+            else {slow: lane for slow, lane in self._own.items()}
+        )
+        self._digest: DigestAuth | None = None
         self._locks = {slow: threading.Lock() for slow in (True, False)}
         self._pin_lock = threading.Lock()
         self._parse_info = info_parser
@@ -185,13 +150,12 @@ class GatewayClient:
             configured = "https" if info.web_tokens else "http"
         self._scheme = configured
         self.last_info = info
-        for session in self._sessions.values():
-            if info.web_tokens:
-                # After a firmware upgrade a digest header would replace the Bearer token.
-                session.auth = None
-            else:
-                serial = self.config.serial or info.serial
-                session.auth = LenientDigestAuth(LEGACY_USER, serial[-6:])
+        if info.web_tokens:
+            # After a firmware upgrade a digest header would replace the Bearer token.
+            self._digest = None
+        else:
+            serial = self.config.serial or info.serial
+            self._digest = DigestAuth(LEGACY_USER, serial[-6:])
         return info
 
     def get(self, path: str) -> bytes:
@@ -218,8 +182,8 @@ class GatewayClient:
         return True
 
     def close(self) -> None:
-        for session in self._sessions.values():
-            session.close()
+        for lane in self._lanes.values():
+            lane.close()
         if self._lock_file is not None:
             self._lock_file.close()
 
@@ -239,7 +203,6 @@ class GatewayClient:
             raise GatewayBadResponse(self.config.name, error) from error
 
     def _get(self, scheme: str, path: str) -> bytes:
-        url = f"{scheme}://{self.config.host}{path}"
         headers = {"Accept": "*/*"}
         if self._token is not None and scheme == "https":
             headers["Authorization"] = f"Bearer {self._token}"
@@ -249,14 +212,8 @@ class GatewayClient:
                 with self._pin_lock:  # both lanes may get here first
                     if not self._pinned:
                         self._pin(path)
-            try:
-                response = self._sessions[slow].get(
-                    url, headers=headers, timeout=self._timeout, allow_redirects=False
-                )
-                body = response.content
-            except requests.exceptions.RequestException as exc:
-                raise self._classify(path, exc) from exc
-        status = response.status_code
+            answer = self._send(self._lanes[slow], scheme, path, headers)
+        status, body = answer.status, answer.body
         if status == 200:
             return body
         if status in (401, 403):
@@ -265,9 +222,35 @@ class GatewayClient:
             )
         if 300 <= status < 400:
             # Shown so the user sees where it wanted to send us (e.g. http -> https).
-            where = response.headers.get("Location", "")
+            where = answer.headers.get("location", "")
             raise GatewayHTTPError(self.config.name, path, status, f"redirect to {where}".encode())
         raise GatewayHTTPError(self.config.name, path, status, body)
+
+    def _send(self, lane: Transport, scheme: str, path: str, headers: dict[str, str]) -> Answer:
+        """One exchange, answering a digest challenge (once) where legacy firmware asks."""
+        digest = self._digest
+        try:
+            if digest is not None and digest.ready:
+                headers["Authorization"] = digest.header("GET", path)
+            get = Get(scheme, self.config.host, path, headers, self._timeout)
+            answer = lane.send(get)
+            if (
+                digest is not None
+                and 400 <= answer.status < 500
+                and digest.accept(answer.headers.get("www-authenticate", ""))
+            ):
+                headers["Authorization"] = digest.header("GET", path)
+                answer = lane.send(get)  # the same headers dict, now answering it
+        except (OSError, http.client.HTTPException) as exc:
+            raise self._classify(path, exc) from exc
+        except ValueError:  # http.client refusing a header value: never echo it
+            raise GatewayUnreachable(
+                self.config.name,
+                path,
+                "not sent: a header value has a line break or non-Latin-1"
+                " character (check the token)",
+            ) from None
+        return answer
 
     @contextmanager
     def _exclusive(self, path: str, slow: bool) -> Iterator[None]:
@@ -312,13 +295,13 @@ class GatewayClient:
                     self.config.name, path, f"cannot read the TLS certificate: {exc}"
                 ) from exc
             self._pins.store(pinned)
-        for session in self._sessions.values():
-            session.mount("https://", PinnedAdapter(pinned))
+        for lane in self._own.values():
+            lane.fingerprint = pinned
         self._pinned = True
 
-    def _classify(self, path: str, exc: requests.exceptions.RequestException) -> GatewayError:
+    def _classify(self, path: str, exc: OSError | http.client.HTTPException) -> GatewayError:
         name = self.config.name
-        if isinstance(exc, requests.exceptions.SSLError) and is_fingerprint_mismatch(exc):
+        if isinstance(exc, PinMismatch):
             assert self._pins is not None
             return CertificateMismatch(
                 name,
@@ -326,39 +309,17 @@ class GatewayClient:
                 "the TLS certificate differs from the one pinned on first use; if the "
                 f"gateway was replaced or reset, delete {self._pins.path} to pin the new one",
             )
-        if isinstance(exc, requests.exceptions.Timeout) or (
-            # requests reports a read timeout in the middle of a body as ConnectionError.
-            isinstance(exc, requests.exceptions.ConnectionError)
-            and exc.args
-            and isinstance(exc.args[0], ReadTimeoutError)
-        ):
+        if isinstance(exc, TimeoutError):
             return GatewayTimeout(name, path, f"no answer within {self._timeout[1]:g} s")
-        if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        if isinstance(exc, http.client.IncompleteRead):
             return GatewayUnreachable(name, path, "connection closed in the middle of the body")
-        if isinstance(exc, requests.exceptions.SSLError):
+        if isinstance(exc, ssl.SSLError):
             return GatewayUnreachable(name, path, f"TLS failed: {_reason(exc)}")
-        if isinstance(exc, requests.exceptions.ConnectionError):
+        if isinstance(exc, OSError):
             return GatewayUnreachable(name, path, f"cannot connect: {_reason(exc)}")
-        return GatewayUnreachable(name, path, f"{type(exc).__name__}: {_reason(exc)}")
+        return GatewayUnreachable(name, path, f"not HTTP: {type(exc).__name__}: {_reason(exc)}")
 
 
 def _reason(exc: BaseException) -> str:
-    """The innermost cause's short text ("Connection refused", "Connection reset by peer")."""
-    inner: BaseException = exc
-    while True:
-        reason = getattr(inner, "reason", None)
-        nested = (
-            reason
-            if isinstance(reason, BaseException)
-            else (
-                inner.args[0] if inner.args and isinstance(inner.args[0], BaseException) else None
-            )
-        )
-        if nested is None or nested is inner:
-            break
-        inner = nested
-    text = str(inner)
-    # urllib3 prefixes "<urllib3.connection.HTTPConnection object at 0x..>: "; drop it.
-    if text.startswith("<") and ">: " in text:
-        text = text.split(">: ", 1)[1]
-    return text[:120]
+    """The error's short text ("[Errno 111] Connection refused"), never more than 120."""
+    return (str(exc) or type(exc).__name__)[:120]
