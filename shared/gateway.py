@@ -1,12 +1,13 @@
 """The HTTP client for one gateway: scheme and auth detection, one slow request at a time.
 
 Owns two keep-alive connections per gateway (a slow and a fast lane, below), each a
-`shared.gateway_transport.KeepAlive`: bare `http.client`, a third of the CPU per request
+`shared.gateway_transport.KeepAlive`: bare `http.client`, under half the CPU per request
 of requests.Session (issue 13, ``python -m bench.client_cpu``).
 `info` reads ``/info`` (HTTPS first, plain HTTP for legacy firmware) and decides how to
 talk from then on: firmware with web tokens -> HTTPS with ``Authorization: Bearer``;
 older firmware -> HTTP, with Digest auth (user ``envoy``, password the serial's last 6
-digits) answered where the gateway asks for it. ``GatewayConfig.scheme`` overrides the detection.
+digits, `shared.digest`) answered where the gateway asks for it. ``GatewayConfig.scheme``
+overrides the detection.
 
 Every failure becomes a `GatewayError` subclass the pollers count by kind: timeout,
 unreachable (refused, reset, DNS, TLS), auth (401/403), http (other status, redirects,
