@@ -119,9 +119,9 @@ def measure(
 ) -> dict[tuple[str, str], list[float]]:
     """CPU ms of every request, by (path, client); the clients take turns each round."""
     cpu: dict[tuple[str, str], list[float]] = {(p, c): [] for p in paths for c in clients}
-    for get in clients.values():  # connect and warm up outside the measurement
+    for name, get in clients.items():  # connect and warm up outside the measurement
         for path in paths:
-            get(path)
+            assert get(path) == clients["http.client"](path), f"{name} got another {path}"
     for _ in range(rounds):
         for path in paths:
             for name, get in clients.items():
@@ -163,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                 "requests": requests_session(host, int(port), token),
                 "gateway": gateway_client(host, int(port), token, Path(state)),
             }
+            sizes = {path: len(clients["http.client"](path)) for path in paths}
             cpu = measure(clients, paths, args.rounds, args.pause)
     finally:
         ours.close()
@@ -176,9 +177,9 @@ def main(argv: list[str] | None = None) -> int:
             if name == "gateway":
                 worst = max(worst, ratio)
             p90 = quantile(cpu[path, name], 9)
-            line = {"path": path, "client": name, "requests": len(cpu[path, name]),
-                    "cpu_p50_ms": round(p50, 3), "cpu_p90_ms": round(p90, 3),
-                    "ratio": round(ratio, 2)}  # fmt: skip
+            line = {"path": path, "bytes": sizes[path], "client": name,
+                    "requests": len(cpu[path, name]), "cpu_p50_ms": round(p50, 3),
+                    "cpu_p90_ms": round(p90, 3), "ratio": round(ratio, 2)}  # fmt: skip
             print(orjson.dumps(line).decode(), flush=True)
     summary = {"fixture": args.fixture.name, "gateway_worst_ratio": round(worst, 2),
                "target": TARGET, "met": worst <= TARGET}  # fmt: skip
