@@ -90,6 +90,15 @@ def metered_setups() -> list[Path]:
     ]
 
 
+def both_captures(
+    setup: Path,
+) -> tuple[ProductionParse, tuple[tuple[MeterInfo, ...], tuple[PowerSample, ...]]]:
+    """production.json's parse and the meters readings of a `metered_setups` folder."""
+    parsed, mr = production_json(setup), meters_readings(setup)
+    assert parsed is not None and mr is not None
+    return parsed, mr
+
+
 def self_consistent_q(parsed: ProductionParse, line: str) -> bool:
     by_key = {(s.measurement_type, s.line): s for s in parsed.samples}
     parts = [by_key.get((mt, line)) for mt in (PRODUCTION, NET_CONSUMPTION, TOTAL_CONSUMPTION)]
@@ -105,10 +114,8 @@ def self_consistent_q(parsed: ProductionParse, line: str) -> bool:
 def test_the_fast_feed_writes_what_production_json_gives_for_each_meter_and_line(
     setup: Path,
 ) -> None:
-    parsed = production_json(setup)
-    mr = meters_readings(setup)
-    assert parsed is not None and mr is not None
-    fast = {(s.measurement_type, s.line): s for s in readings_samples(mr[1])}
+    parsed, (_, readings) = both_captures(setup)
+    fast = {(s.measurement_type, s.line): s for s in readings_samples(readings)}
     derived = {k for k, s in fast.items() if s.s_va is None}
     compared = 0
     for slow in parsed.samples:
@@ -137,10 +144,7 @@ def test_the_fast_feed_writes_what_production_json_gives_for_each_meter_and_line
 def test_the_fast_feed_writes_every_enabled_ct_and_the_counters_production_json_brings(
     setup: Path,
 ) -> None:
-    parsed = production_json(setup)
-    mr = meters_readings(setup)
-    assert parsed is not None and mr is not None
-    meters, readings = mr
+    parsed, (meters, readings) = both_captures(setup)
     samples = with_production(readings_samples(readings), parsed, metered=True)
     types = {s.measurement_type for s in samples}
     enabled = {m.measurement_type for m in meters if m.enabled}
