@@ -43,7 +43,7 @@ from bench import chaos_audit as audit
 from shared.simulator import SimulatedCloud, SimulatedGateway
 from shared.simulator.faults import Fault, FaultKind
 from shared.simulator.served import ServedReading
-from shared.simulator.timing import parse_latency
+from shared.simulator.timing import add_latency_option
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO.parent / "shared" / "fixtures" / "pyenphase" / "7.6.175_with_cts_3phase"
@@ -391,13 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poll-s", type=float, default=1.0, help="power poll interval")
     parser.add_argument("--no-db", action="store_true", help="SQLite only, no VictoriaMetrics")
     parser.add_argument("--workdir", type=Path, help="keep everything here (default: temp)")
-    parser.add_argument(
-        "--latency",
-        type=parse_latency,
-        default="real",
-        metavar="real|instant|FACTOR",
-        help="simulated answer times (default: a real gateway's)",
-    )
+    add_latency_option(parser)
     args = parser.parse_args(argv)
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="envoy-chaos-"))

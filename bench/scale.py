@@ -66,7 +66,7 @@ import yaml
 
 from bench.parse import FIXTURES
 from bench.supervise import child_map, read_status, uss_kib
-from shared.simulator.timing import parse_latency
+from shared.simulator.timing import add_latency_option
 from supervisor.demo import EMAIL, PASSWORD, free_port, gateway_shape
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -571,13 +571,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--inverters-s", type=float, default=Cadence().inverters_s, help="inverter cadence"
     )
-    parser.add_argument(
-        "--latency",
-        type=parse_latency,
-        default="real",
-        metavar="real|instant|FACTOR",
-        help="simulated answer times (default: a real gateway's)",
-    )
+    add_latency_option(parser)
     args = parser.parse_args(argv)
     fixtures: tuple[Path, ...] = ()
     if args.fixture == "all":

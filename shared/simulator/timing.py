@@ -20,6 +20,7 @@ at once and never queues (unit tests), 0.1 a gateway ten times faster than a rea
 
 from __future__ import annotations
 
+import argparse
 import random
 import threading
 from collections.abc import Mapping
@@ -73,6 +74,25 @@ def parse_latency(text: str) -> float:
     if not 0 <= scale < float("inf"):
         raise ValueError(f"latency factor must be >= 0, got {text!r}")
     return scale
+
+
+def latency_argument(text: str) -> float:
+    """`parse_latency` for argparse: a bad value is a one-line usage error saying why."""
+    try:
+        return parse_latency(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def add_latency_option(parser: argparse.ArgumentParser) -> None:
+    """``--latency real|instant|FACTOR`` (default real), for the benches that run simulators."""
+    parser.add_argument(
+        "--latency",
+        type=latency_argument,
+        default="real",
+        metavar="real|instant|FACTOR",
+        help="simulated answer times (default: a real gateway's)",
+    )
 
 
 def timing_key(path: str, query: Mapping[str, list[str]]) -> str:

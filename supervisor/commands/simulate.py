@@ -38,12 +38,9 @@ def _faults(text: str) -> Any:
 
 
 def _latency(text: str) -> float:
-    from shared.simulator.timing import parse_latency
+    from shared.simulator.timing import latency_argument  # the CLI starts without the simulator
 
-    try:
-        return parse_latency(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+    return latency_argument(text)
 
 
 def add_parser(sub: Any) -> None:
