@@ -30,10 +30,11 @@ import structlog
 from shared.backoff import Backoff
 from shared.config import InfluxSinkConfig
 from shared.lineproto import encode
-from shared.messages import Batch, DailyEnergyBatch, SelfMetrics, SinkStatus
+from shared.messages import Batch, DailyEnergyBatch, SelfMetrics
 from shared.storage import StorageEpisode, is_storage_error
 from workers.influx_writer import InfluxWriter, Outcome
 from workers.spool import Entry, Spool
+from workers.spooled import SpooledBackend
 
 BATCH_ITEMS = 200  #: spool entries per write request (a poll is ~30 points)
 BATCH_BYTES = 1 << 20
@@ -41,7 +42,6 @@ RETRY_MIN_S = 1.0
 RETRY_MAX_S = 60.0
 RETRY = Backoff(RETRY_MIN_S, RETRY_MAX_S)  #: 1 s after a failed write, doubling to 60 s
 DRAIN_RETRY_S = 0.2  #: shutting down: retry at this pace until the drain deadline
-DRAIN_STEP_S = 0.5  #: drain() returns this often so the sink can keep heartbeating
 AUTH_RETRY_S = 300.0  #: a refused token will not fix itself quickly; do not hammer
 
 
@@ -50,16 +50,18 @@ def kind_of(batch: Batch) -> str:
     return "daily" if isinstance(batch, DailyEnergyBatch) else "high"
 
 
-class InfluxBackend:
+class InfluxBackend(SpooledBackend):
     def __init__(
         self, config: InfluxSinkConfig, state_dir: Path, log: structlog.typing.FilteringBoundLogger
     ) -> None:
-        path = state_dir / f"spool-{config.name}.sqlite3"
-        max_bytes = int(config.spool_max_mb * 1024 * 1024)
-        self._spool = Spool(path, max_bytes, log=log)
-        self._forwarder = Forwarder(Spool(path, max_bytes, log=log), InfluxWriter(config), log)
-        self._thread = threading.Thread(target=self._forwarder.run, name="forward", daemon=True)
-        self._thread.start()
+        writer = InfluxWriter(config)
+        super().__init__(
+            config.name,
+            config.spool_max_mb,
+            state_dir,
+            log,
+            lambda spool: Forwarder(spool, writer, log),
+        )
 
     def accept(self, batches: Sequence[Batch]) -> None:
         for batch in batches:
@@ -70,30 +72,6 @@ class InfluxBackend:
 
     def observe(self, metrics: SelfMetrics) -> None:
         pass  # self-metrics are the exporter's business
-
-    def status(self) -> SinkStatus:
-        items, size = self._spool.depth()
-        return SinkStatus(
-            items,
-            size,
-            self._spool.dropped,
-            self._spool.dead_letter_count(),
-            self._forwarder.last_ok_s,
-            self._forwarder.last_error,
-            storage_error=self._forwarder.storage.error,
-        )
-
-    def drain(self, deadline: float) -> bool:
-        self._forwarder.deadline = deadline
-        self._forwarder.wake.set()
-        self._thread.join(min(max(deadline - time.monotonic(), 0.0), DRAIN_STEP_S))
-        return not self._thread.is_alive()
-
-    def close(self) -> None:
-        self._forwarder.stop = True
-        self._forwarder.wake.set()
-        self._thread.join(2.0)
-        self._spool.close()
 
 
 class Forwarder:

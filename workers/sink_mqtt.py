@@ -33,7 +33,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from shared.config import MqttSinkConfig
-from shared.messages import Batch, SelfMetrics, SinkStatus
+from shared.messages import Batch, SelfMetrics
 from shared.mqtt_topics import (
     OFFLINE,
     ONLINE,
@@ -47,12 +47,12 @@ from shared.mqtt_topics import (
 from shared.points import NS_PER_S
 from shared.storage import StorageEpisode, is_storage_error
 from workers.spool import Entry, Spool
+from workers.spooled import SpooledBackend
 
 BATCH_ITEMS = 200  #: messages published before waiting for their PUBACKs
 BATCH_BYTES = 1 << 20
 PUBACK_TIMEOUT_S = 10.0  #: unacknowledged this long: kept, published again later
 RETRY_S = 1.0  #: pause after a failed round, and between waits for a connection
-DRAIN_STEP_S = 0.5  #: drain() returns this often so the sink can keep heartbeating
 CLOSE_TIMEOUT_S = 2.0  #: stopping: how long the ``offline`` status may take
 RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30
 #: a gateway is online while its last good power poll is at most this many intervals old
@@ -190,7 +190,7 @@ def _acknowledged(info: mqtt.MQTTMessageInfo, timeout_s: float) -> bool:
     return info.is_published()
 
 
-class MqttBackend:
+class MqttBackend(SpooledBackend):
     def __init__(
         self,
         config: MqttSinkConfig,
@@ -203,13 +203,14 @@ class MqttBackend:
         self._intervals = dict(power_intervals or {})
         #: envoy -> (serial, firmware); configured serials until /info says more
         self._devices = {envoy: (serial, "") for envoy, serial in (serials or {}).items()}
-        path = state_dir / f"spool-{config.name}.sqlite3"
-        max_bytes = int(config.spool_max_mb * 1024 * 1024)
-        self._spool = Spool(path, max_bytes, log=log)
-        self._link = Link(config, log)
-        self._forwarder = Forwarder(Spool(path, max_bytes, log=log), self._link, log)
-        self._thread = threading.Thread(target=self._forwarder.run, name="forward", daemon=True)
-        self._thread.start()
+        self._link = link = Link(config, log)
+        super().__init__(
+            config.name,
+            config.spool_max_mb,
+            state_dir,
+            log,
+            lambda spool: Forwarder(spool, link, log),
+        )
 
     def accept(self, batches: Sequence[Batch]) -> None:
         config = self._config
@@ -239,30 +240,9 @@ class MqttBackend:
                 Message(availability_topic(self._config.topic_prefix, envoy), state)
             )
 
-    def status(self) -> SinkStatus:
-        items, size = self._spool.depth()
-        return SinkStatus(
-            items,
-            size,
-            self._spool.dropped,
-            self._spool.dead_letter_count(),
-            self._forwarder.last_ok_s,
-            self._link.last_error,
-            storage_error=self._forwarder.storage.error,
-        )
-
-    def drain(self, deadline: float) -> bool:
-        self._forwarder.deadline = deadline
-        self._forwarder.wake.set()
-        self._thread.join(min(max(deadline - time.monotonic(), 0.0), DRAIN_STEP_S))
-        return not self._thread.is_alive()
-
     def close(self) -> None:
-        self._forwarder.stop = True
-        self._forwarder.wake.set()
-        self._thread.join(2.0)
+        super().close()
         self._link.close()
-        self._spool.close()
 
 
 class Forwarder:
@@ -278,6 +258,10 @@ class Forwarder:
         self.deadline: float | None = None  #: draining for shutdown: give up after this
         self.last_ok_s: float | None = None
         self.storage = StorageEpisode(log, spool.path, "published messages, published again later")
+
+    @property
+    def last_error(self) -> str:
+        return self._link.last_error
 
     def run(self) -> None:
         while not self.stop:
