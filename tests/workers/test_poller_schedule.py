@@ -7,18 +7,18 @@ interval, and everything it reports is read back from its outbox.
 
 from __future__ import annotations
 
-import multiprocessing
 import threading
 import time
 from pathlib import Path
 
 from shared.config import GatewayConfig
 from shared.gateway import GatewayClient
-from shared.messages import PollReport, PowerBatch, Stop, TokenRejected
+from shared.messages import PollReport, PowerBatch, TokenRejected
 from shared.simulator.faults import Fault, FaultKind
 from shared.simulator.gateway import SimulatedGateway
 from shared.simulator.timing import INSTANT
 from tests.fixtures import FIXTURES, require_fixtures
+from tests.workers.harness import worker_on_pipes
 from workers.mailbox import Mailbox
 from workers.poller import Poller, PollerSettings, skipped_ticks
 from workers.power import SUMMARY, PowerFeed, ProductionFetch
@@ -49,26 +49,24 @@ def test_a_slow_gateway_gets_one_poll_at_a_time_and_every_tick_is_polled_or_skip
         sim.faults.set(SUMMARY, Fault(FaultKind.LATENCY, seconds=0.6))
         gateway = GatewayConfig("slow", sim.url.split("://", 1)[1], read_timeout_s=5.0)
         settings = PollerSettings(gateway, "power", interval, tmp_path, phase)
-        to_worker, inbox = multiprocessing.Pipe()
-        outbox, from_worker = multiprocessing.Pipe()
-        mailbox = Mailbox("power:slow", inbox, outbox, heartbeat_s=0.5)
         client = GatewayClient(gateway, pin_store=None, request_lock=tmp_path / "slow.lock")
-        feed = PowerFeed("slow", ProductionFetch("slow", 60.0, mailbox.send))
-        poller = Poller(settings, mailbox, client, feed)
-        thread = threading.Thread(target=poller.run, daemon=True)
-        thread.start()
+
+        def body(mailbox: Mailbox) -> None:
+            feed = PowerFeed("slow", ProductionFetch("slow", 60.0, mailbox.send))
+            Poller(settings, mailbox, client, feed).run()
+
         reports: list[PollReport] = []
         batches: list[PowerBatch] = []
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and sum(r.ok for r in reports) < 4:
-            if from_worker.poll(0.5):
-                message = from_worker.recv()
-                if isinstance(message, PollReport) and message.feed == "power":
-                    reports.append(message)
-                elif isinstance(message, PowerBatch):
-                    batches.append(message)
-        to_worker.send(Stop())
-        thread.join(10)
+        with worker_on_pipes("power:slow", body, heartbeat_s=0.5) as worker:
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and sum(r.ok for r in reports) < 4:
+                if worker.outbox.poll(0.5):
+                    message = worker.outbox.recv()
+                    if isinstance(message, PollReport) and message.feed == "power":
+                        reports.append(message)
+                    elif isinstance(message, PowerBatch):
+                        batches.append(message)
+        thread = worker.thread
         # In a worker process exit ends the poll thread; here it finishes its poll first,
         # before the client and the gateway it talks to are closed under it.
         for poll_thread in [t for t in threading.enumerate() if t.name == "poll"]:

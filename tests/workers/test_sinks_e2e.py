@@ -15,11 +15,9 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
 from datetime import date
-from multiprocessing import Pipe
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -39,9 +37,9 @@ from shared.messages import (
 from shared.points import ENERGY, ENERGY_FIELDS, INVERTER, INVERTER_FIELDS, POWER, POWER_FIELDS
 from tests.servers import InfluxDB1, PrometheusServer, VictoriaMetrics, free_port
 from tests.supervisor.conftest import Site, start_site, stop_site, wait_for
+from tests.workers.harness import RunningWorker, worker_on_pipes
 from workers.daily import day_start_ns
 from workers.energy import DailySettings, run
-from workers.mailbox import Mailbox
 from workers.sink_sqlite import SqliteBackend
 from workers.spool import Spool
 
@@ -389,21 +387,12 @@ HOUR_NS = 3600 * 1_000_000_000
 
 
 @pytest.fixture
-def daily_worker(tmp_path: Path) -> Iterator[tuple[Connection, Connection, threading.Thread]]:
+def daily_worker(tmp_path: Path) -> Iterator[RunningWorker]:
     """`workers.energy.run` on a thread with a real Mailbox on real pipes."""
-    to_worker, inbox = Pipe(duplex=False)
-    outbox, from_worker = Pipe(duplex=False)
-    mailbox = Mailbox("daily", to_worker, from_worker, heartbeat_s=0.2)
     gateway = GatewayConfig(name="gw", host="192.0.2.1")
     settings = DailySettings((gateway,), TZ, max_gap_s=3600.0, state_dir=tmp_path)
-    thread = threading.Thread(target=run, args=(settings, mailbox), daemon=True)
-    thread.start()
-    yield inbox, outbox, thread
-    if thread.is_alive():
-        inbox.send(Stop())
-        thread.join(timeout=10)
-    for conn in (to_worker, inbox, outbox, from_worker):
-        conn.close()
+    with worker_on_pipes("daily", lambda mailbox: run(settings, mailbox)) as worker:
+        yield worker
 
 
 def receive_until_acked(conn: Connection, seq: int, timeout_s: float = 10.0) -> list[object]:
@@ -440,7 +429,7 @@ def polled(tick_ns: int, hours: float) -> PowerBatch:
 
 
 def test_the_daily_worker_turns_polls_across_midnight_into_a_day_and_acks_them(
-    daily_worker: tuple[Connection, Connection, threading.Thread], tmp_path: Path
+    daily_worker: RunningWorker, tmp_path: Path
 ) -> None:
     inbox, outbox, thread = daily_worker
     tz = ZoneInfo(TZ)

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from multiprocessing import Pipe
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,7 +30,7 @@ from shared.simulator.gateway import SimulatedGateway
 from shared.simulator.timing import INSTANT
 from shared.tokens import TokenCache, read_claims
 from tests.jwts import make_jwt
-from workers.mailbox import Mailbox
+from tests.workers.harness import RunningWorker, worker_on_pipes
 from workers.token import TokenSettings, run
 from workers.token_keeper import TokenKeeper
 
@@ -461,22 +459,11 @@ class _Unchecked:
 
 
 @pytest.fixture
-def worker(
-    tmp_path: Path, sim_cloud: SimulatedCloud
-) -> Iterator[tuple[Connection, Connection, threading.Thread]]:
+def worker(tmp_path: Path, sim_cloud: SimulatedCloud) -> Iterator[RunningWorker]:
     """`run` on a thread with a real Mailbox on real pipes; stopped after the test."""
-    to_worker, inbox = Pipe(duplex=False)
-    outbox, from_worker = Pipe(duplex=False)
-    mailbox = Mailbox("token:home", to_worker, from_worker, heartbeat_s=0.2)
     settings = TokenSettings(real_account(sim_cloud), (gateway(serial=None),), tmp_path)
-    thread = threading.Thread(target=run, args=(settings, mailbox), daemon=True)
-    thread.start()
-    yield inbox, outbox, thread
-    if thread.is_alive():
-        inbox.send(Stop())
-        thread.join(timeout=10)
-    for conn in (to_worker, inbox, outbox, from_worker):
-        conn.close()
+    with worker_on_pipes("token:home", lambda mailbox: run(settings, mailbox)) as running:
+        yield running
 
 
 def receive_until(conn: Connection, kind: type[T], timeout_s: float = 10.0) -> T:
@@ -490,7 +477,7 @@ def receive_until(conn: Connection, kind: type[T], timeout_s: float = 10.0) -> T
 
 
 def test_the_worker_serves_an_identified_gateway_and_stops_on_request(
-    worker: tuple[Connection, Connection, threading.Thread],
+    worker: RunningWorker,
     sim_cloud: SimulatedCloud,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
