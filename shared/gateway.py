@@ -94,11 +94,9 @@ class GatewayClient:
         self.config = config
         # lane (True: slow) -> what carries its requests, and the lock that keeps it to one
         self._own = {} if transport is not None else {slow: KeepAlive() for slow in (True, False)}
-        self._lanes: dict[bool, Transport] = (
-            {slow: transport for slow in (True, False)}
-            if transport is not None
-            else {slow: lane for slow, lane in self._own.items()}
-        )
+        self._lanes: dict[bool, Transport] = dict(self._own)
+        if transport is not None:
+            self._lanes = {slow: transport for slow in (True, False)}
         self._digest: DigestAuth | None = None
         self._locks = {slow: threading.Lock() for slow in (True, False)}
         self._pin_lock = threading.Lock()

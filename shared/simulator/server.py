@@ -27,8 +27,8 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
+from shared.gateway import is_slow
 from shared.simulator.faults import Fault, FaultKind, FaultPlan
-from shared.simulator.timing import SLOW_PATHS
 
 # Idle keep-alive connections are dropped after this, so stopped tests leave no threads.
 _IDLE_TIMEOUT_S = 30.0
@@ -248,7 +248,7 @@ class BackgroundServer:
         self._in_flight = 0
         self.max_in_flight = 0  #: most requests ever handled at once
         self._slow_in_flight = 0
-        #: most slow requests (`timing.SLOW_PATHS`) ever handled at once (gateways want 1)
+        #: most slow requests (`shared.gateway.is_slow`) ever handled at once (gateways want 1)
         self.max_slow_in_flight = 0
 
     @property
@@ -304,14 +304,14 @@ class BackgroundServer:
             self._counts[path] += 1
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
-            if path in SLOW_PATHS:
+            if is_slow(path):
                 self._slow_in_flight += 1
                 self.max_slow_in_flight = max(self.max_slow_in_flight, self._slow_in_flight)
 
     def request_finished(self, path: str) -> None:
         with self._lock:
             self._in_flight -= 1
-            if path in SLOW_PATHS:
+            if is_slow(path):
                 self._slow_in_flight -= 1
 
     def request_counts(self) -> dict[str, int]:

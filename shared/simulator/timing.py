@@ -25,6 +25,8 @@ import random
 import threading
 from collections.abc import Mapping
 
+from shared.gateway import is_slow
+
 REAL = 1.0
 INSTANT = 0.0
 JITTER = 0.1  #: each answer takes its time times a factor in [1 - JITTER, 1 + JITTER]
@@ -46,19 +48,9 @@ DEFAULT_S: Mapping[str, float] = {
 }
 ENSEMBLE_S = 0.26  #: every ``/ivp/ensemble/*`` endpoint
 OTHER_S = 0.3  #: any other endpoint (``/auth/check_jwt``, ...): like the fast ones
-SLOW = frozenset(
-    {
-        "/production.json?details=1",
-        "/production.json",
-        "/production",
-        "/inventory.json",
-        "/inventory.json?deleted=1",
-        "/home",
-    }
-)
-
-#: the request paths (query left off) of the `SLOW` endpoints
-SLOW_PATHS = frozenset(key.partition("?")[0] for key in SLOW)
+#: the endpoints the gateway's one slow backend computes: the client's own rule
+#: (`shared.gateway.is_slow`), so the model and the client cannot disagree about it
+SLOW = frozenset(key for key in DEFAULT_S if is_slow(key))
 
 
 def parse_latency(text: str) -> float:
